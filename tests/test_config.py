@@ -1,0 +1,73 @@
+"""Config composition over every group option, and start-up validation."""
+
+import itertools
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from hamr.config import ConfigError, validate
+from tests.conftest import CONF
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def test_every_group_has_its_options():
+    assert options("dataset") == ["bionlp2004", "cyclone_idai_2019", "hurricane_irma_2017",
+                                  "mit_restaurant", "sst5", "tweetner7_2020"]
+    assert options("model") == ["bert_base_cased", "deberta_v3_base", "minilm", "tiny_random"]
+    assert options("baseline_loss") == ["ce", "dice", "focal", "icf"]
+    assert set(options("logger")) == {"none", "wandb"}
+
+
+@pytest.mark.parametrize("dataset,model,loss", itertools.product(
+    options("dataset"), options("model"), options("baseline_loss")))
+def test_compose_dataset_model_loss(compose_cfg, dataset, model, loss):
+    cfg = compose_cfg([f"dataset={dataset}", f"model={model}", f"baseline_loss={loss}"])
+    settings = validate(cfg)
+    assert settings.dataset.name == dataset and settings.model.name == model
+    assert settings.method.name == loss
+    assert settings.dataset.task == ("ner" if dataset in ("bionlp2004", "mit_restaurant", "tweetner7_2020") else "cls")
+    # the NER datasets carry the authors' NER values of HAMR's hyper-parameters
+    assert settings.hamr.lambda_ == (0.1 if settings.dataset.task == "ner" else 0.7)
+
+
+@pytest.mark.parametrize("group", ["logger", "debug", "experiment", "ablation", "hamr", "trainer", "paths"])
+def test_compose_every_other_option(compose_cfg, group):
+    for option in options(group):
+        validate(compose_cfg([f"{group}={option}"]))
+
+
+def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):
+    monkeypatch.setenv("HAMR_DATA_DIR", str(tmp_path))
+    assert validate(compose_cfg(["dataset=sst5"])).dataset.dir == f"{tmp_path}/sst5"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("trainer.lr=-1", "trainer.lr=-1.0 is invalid; allowed: > 0"),
+    ("trainer.select=median", "trainer.select='median' is invalid; allowed: best | last"),
+    ("trainer.epochs=0", "trainer.epochs=0 is invalid"),
+    ("hamr.gamma=1.0", "hamr.gamma=1.0 is invalid; allowed: [0, 1)"),
+    ("hamr.tau=0", "hamr.tau=0.0 is invalid; allowed: > 0"),
+    ("hamr.hard_ratio=0", "hamr.hard_ratio=0.0 is invalid; allowed: (0, 1]"),
+    ("hamr.weight_clip_low=9", "hamr.weight_clip_low/high"),
+    ("dataset.max_train_examples=0", "dataset.max_train_examples=0 is invalid"),
+])
+def test_out_of_range_values_fail_at_start_up(compose_cfg, override, message):
+    with pytest.raises(ConfigError, match=pytest.importorskip("re").escape(message)):
+        validate(compose_cfg([override]))
+
+
+def test_misspelled_key_and_wrong_type_fail_at_composition(compose_cfg):
+    with pytest.raises(ConfigCompositionException, match="lrr"):
+        compose_cfg(["trainer.lrr=1e-4"])
+    with pytest.raises((ConfigCompositionException, ValidationError, ConfigKeyError)):
+        compose_cfg(["trainer.epochs=three"])
+
+
+def test_unknown_dataset_lists_the_options(compose_cfg):
+    with pytest.raises(ConfigCompositionException, match="Could not find 'dataset/sst-5'") as err:
+        compose_cfg(["dataset=sst-5"])
+    assert "sst5" in str(err.value.__cause__ or err.value) or "sst5" in str(err.value)

@@ -1,0 +1,88 @@
+"""Every baseline loss against values computed by hand (math on scalars, not torch)."""
+
+import math
+
+import pytest
+import torch
+
+from hamr.losses import CrossEntropyLoss, FocalLoss, InverseClassFrequencyLoss, SelfAdjustingDiceLoss
+
+LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])  # (B=2, C=3)
+LABELS = torch.tensor([0, 2])
+
+
+def softmax_row(row):
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+P = [softmax_row(r) for r in LOGITS.tolist()]
+P_GOLD = [P[0][0], P[1][2]]
+
+
+def test_cross_entropy_matches_negative_log_probability():
+    expected = [-math.log(p) for p in P_GOLD]
+    got = CrossEntropyLoss().element_losses(LOGITS, LABELS)
+    assert got.tolist() == pytest.approx(expected, rel=1e-6)
+    assert CrossEntropyLoss()(LOGITS, LABELS).item() == pytest.approx(sum(expected) / 2, rel=1e-6)
+
+
+def test_focal_loss_down_weights_easy_examples():
+    expected = [-((1 - p) ** 2) * math.log(p) for p in P_GOLD]
+    got = FocalLoss(gamma=2.0).element_losses(LOGITS, LABELS)
+    assert got.tolist() == pytest.approx(expected, rel=1e-6)
+    alpha = [0.25, 1.0, 2.0]
+    got_alpha = FocalLoss(gamma=2.0, alpha=alpha).element_losses(LOGITS, LABELS)
+    assert got_alpha.tolist() == pytest.approx([0.25 * expected[0], 2.0 * expected[1]], rel=1e-6)
+    assert FocalLoss(gamma=0.0).element_losses(LOGITS, LABELS).tolist() == pytest.approx(
+        [-math.log(p) for p in P_GOLD], rel=1e-6)
+
+
+def test_self_adjusting_dice_per_class_formula():
+    s, a = 1.0, 1.0
+    expected = []
+    for probs, gold in zip(P, LABELS.tolist()):
+        terms = []
+        for c, p in enumerate(probs):
+            y = 1.0 if c == gold else 0.0
+            q = (1 - p) ** a * p
+            terms.append(1 - (2 * q * y + s) / (q + y + s))
+        expected.append(sum(terms) / len(terms))
+    got = SelfAdjustingDiceLoss(alpha=a, smooth=s).element_losses(LOGITS, LABELS)
+    assert got.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_inverse_class_frequency_weights_average_one():
+    loss = InverseClassFrequencyLoss()
+    loss.prepare(torch.tensor([6, 3, 1]))
+    inv = [1 / 6, 1 / 3, 1.0]
+    weights = [w * 3 / sum(inv) for w in inv]
+    assert loss.class_weights.tolist() == pytest.approx(weights, rel=1e-6)
+    assert sum(weights) / 3 == pytest.approx(1.0)
+    expected = [weights[0] * -math.log(P_GOLD[0]), weights[2] * -math.log(P_GOLD[1])]
+    assert loss.element_losses(LOGITS, LABELS).tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_inverse_class_frequency_needs_prepare():
+    with pytest.raises(RuntimeError, match="prepare"):
+        InverseClassFrequencyLoss()(LOGITS, LABELS)
+
+
+@pytest.mark.parametrize("loss", [CrossEntropyLoss(), FocalLoss(2.0), SelfAdjustingDiceLoss(), InverseClassFrequencyLoss()])
+def test_token_shape_ignores_minus_100_and_reduces_per_sentence(loss):
+    loss.prepare(torch.tensor([6, 3, 1]))
+    # (B=2, T=3, C=3): sentence 0 = [row0, pad, row1]; sentence 1 = [row1, row0, pad]
+    logits = torch.stack([torch.stack([LOGITS[0], torch.zeros(3), LOGITS[1]]),
+                          torch.stack([LOGITS[1], LOGITS[0], torch.full((3,), 9.0)])])
+    labels = torch.tensor([[0, -100, 2], [2, 0, -100]])
+    flat = loss.element_losses(LOGITS, LABELS).tolist()  # the (B, C) values computed above
+    per_token = loss.element_losses(logits, labels)
+    assert per_token.flatten().tolist() == pytest.approx([flat[0], 0.0, flat[1], flat[1], flat[0], 0.0], rel=1e-6)
+    assert loss(logits, labels).item() == pytest.approx(sum(flat) / 2, rel=1e-6)
+    assert loss.example_losses(logits, labels, "mean").tolist() == pytest.approx([sum(flat) / 2] * 2, rel=1e-6)
+    assert loss.example_losses(logits, labels, "max").tolist() == pytest.approx([max(flat)] * 2, rel=1e-6)
+
+
+def test_sequence_example_losses_are_element_losses():
+    loss = CrossEntropyLoss()
+    assert torch.equal(loss.example_losses(LOGITS, LABELS), loss.element_losses(LOGITS, LABELS))

@@ -1,0 +1,82 @@
+"""End-to-end runs of `python -m hamr.train` on small slices of the real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+LOSSES = ["ce", "focal", "dice", "icf"]
+
+
+def train_cli(*overrides: str, data_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hamr.train", *overrides], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "HAMR_DATA_DIR": str(data_dir), **(env or {})})
+
+
+def check_run(run_dir: Path, dataset: str, method: str) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["dataset"], metrics["method"]) == (dataset, method)
+    assert 0.0 <= metrics["test_macro_f1"] <= 1.0 and 0.0 <= metrics["dev_macro_f1"] <= 1.0
+    assert metrics["config"]["dataset"]["name"] == dataset and len(metrics["history"]) == 1
+    assert metrics["train_examples_per_second"] > 0 and metrics["peak_rss_mb"] > 0
+    predictions = np.load(run_dir / "predictions.npz")
+    assert predictions["gold"].shape == predictions["pred"].shape
+    assert sum(f.stat().st_size for f in run_dir.iterdir()) < 300_000  # committed grids stay small
+    return metrics
+
+
+@pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "mit_restaurant"])
+def test_smoke_every_baseline_loss(tmp_path, data_dir, dataset):
+    """One multirun of the smoke variant per dataset, all four losses; the cls one logs to W&B."""
+    wandb = ["logger=wandb", f"logger.dir={tmp_path}/wb"] if dataset == "cyclone_idai_2019" else []
+    proc = train_cli("-m", "debug=smoke", f"dataset={dataset}", f"baseline_loss={','.join(LOSSES)}",
+                     f"paths.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep", *wandb,
+                     data_dir=data_dir, env={"WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for loss in LOSSES:
+        metrics = check_run(tmp_path / "runs" / dataset / loss / "seed=42", dataset, loss)
+        assert metrics["config"]["trainer"]["epochs"] == 1
+    if wandb:
+        assert len(list((tmp_path / "wb" / "wandb").glob("offline-run-*"))) == len(LOSSES)
+
+
+def test_multirun_over_datasets_and_losses(tmp_path, data_dir):
+    proc = train_cli("-m", "debug=smoke", "dataset=sst5,mit_restaurant", "baseline_loss=ce,icf",
+                     "model=tiny_random", f"paths.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep",
+                     data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("runs/*/*/*/metrics.json"))
+    assert found == [f"runs/{d}/{m}/seed=42/metrics.json" for d in ("mit_restaurant", "sst5") for m in ("ce", "icf")]
+
+
+def test_same_seed_same_result_on_cpu(tmp_path, data_dir, compose_cfg, monkeypatch):
+    from hamr.train import run
+
+    monkeypatch.setenv("HAMR_DATA_DIR", str(data_dir))
+    results = []
+    for attempt in range(2):
+        cfg = compose_cfg(["debug=smoke", "model=tiny_random", "dataset.max_train_examples=64",
+                           f"paths.results_dir={tmp_path}/{attempt}", "trainer.progress_bar=false"],
+                          output_dir=tmp_path / f"out{attempt}")
+        results.append(run(cfg))
+    assert results[0]["test"] == results[1]["test"]
+    assert results[0]["history"][0]["train_loss"] == results[1]["history"][0]["train_loss"]
+
+
+def test_select_last_uses_the_last_epoch(tmp_path, data_dir, compose_cfg, monkeypatch):
+    from hamr.train import run
+
+    monkeypatch.setenv("HAMR_DATA_DIR", str(data_dir))
+    cfg = compose_cfg(["debug=smoke", "model=tiny_random", "trainer.epochs=2", "trainer.select=last",
+                       "dataset.max_train_examples=32", f"paths.results_dir={tmp_path}"], output_dir=tmp_path)
+    metrics = run(cfg)
+    assert metrics["selected_epoch"] == 2 and len(metrics["history"]) == 2
+    assert metrics["dev_macro_f1"] == pytest.approx(metrics["history"][-1]["dev_macro_f1"])
