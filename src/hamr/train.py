@@ -62,7 +62,7 @@ def run(cfg: DictConfig) -> dict:
 
     model = build_model(settings.model, ds.task, task_data.label_names).to(device)
     loss.to(device)
-    context = RunContext(settings, task_data, encoded["train"], collate, model, loss, device)
+    context = RunContext(settings, task_data, encoded, collate, model, loss, device, Path(settings.paths.cache_dir))
     method = instantiate(cfg.method)(context)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     total_steps = tr.epochs * -(-method.epoch_size(len(encoded["train"])) // tr.batch_size)
@@ -87,7 +87,7 @@ def run(cfg: DictConfig) -> dict:
                  evaluate_dev=lambda: evaluate("dev")[0], log_metrics=tracker.log, progress_bar=tr.progress_bar)
     if tr.select == "best":
         model.load_state_dict(result.best_state)
-    dev_scores, _ = evaluate("dev")
+    dev_scores = result.best_dev_scores if tr.select == "best" else result.last_dev_scores
     test_scores, test_predictions = evaluate("test")  # scored once, with the checkpoint chosen on dev
 
     metrics = {

@@ -1,0 +1,1 @@
+"""HAMR's pieces as pure functions and small modules; :mod:`hamr.algorithm.method` composes them."""

@@ -1,0 +1,172 @@
+"""HAMR as a training method of :mod:`hamr.loop`: meta-weighted updates, hardness EMA, and
+hardness-aware neighbourhood resampling, with the ablation switches of method.md section 3."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from hamr.algorithm.hardness import UPDATE_RULES, initial_hardness
+from hamr.algorithm.meta_set import balanced_meta_indices
+from hamr.algorithm.meta_step import meta_step
+from hamr.algorithm.neighbors import embed_texts, hard_examples, knn_graph, neighbourhood_scores
+from hamr.algorithm.sampling import draw, sampling_probabilities
+from hamr.algorithm.weights import WeightNet, example_weights, weight_curve
+from hamr.data.encode import model_inputs
+from hamr.data.subset import stratum_of
+from hamr.evaluation import autocast
+from hamr.losses import CrossEntropyLoss, ElementwiseLoss, reduce_tokens
+
+log = logging.getLogger(__name__)
+Z_GRID = torch.linspace(-3, 3, 7)  # where the learned loss -> weight curve is logged
+
+
+def endless(loader: DataLoader) -> Iterator[dict]:
+    """Batches of a shuffled loader forever (a new shuffle each pass)."""
+    while True:
+        yield from loader
+
+
+def _ensure_double_backward_attention(model: torch.nn.Module) -> None:
+    """Fused attention kernels lack double backward: keep eager or SDPA (run under the math
+    kernel by meta_step), switch anything else (flash-attention) to eager."""
+    implementation = getattr(model.config, "_attn_implementation", None)
+    if implementation not in (None, "eager", "sdpa"):
+        model.set_attn_implementation("eager")
+        implementation = "eager"
+    log.info("meta step: attention %r, run under the math SDPA kernel (double backward)", implementation)
+
+
+class HamrMethod:
+    """Per batch: a meta step on f_θ, then the real update with post-meta weights, and the hardness
+    EMA. Per epoch: sampling from p ∝ (h + ε)^τ (1 + λ b); every ``refresh_every`` epochs a new b.
+
+    Per-example state (h, b) lives over the *pool*: the training examples left after the balanced
+    meta set took its share; ``pool[j]`` is the training-split index of pool position j.
+    """
+
+    def __init__(self, *, name: str, loss: ElementwiseLoss, hp, ablation, task: str, device: torch.device,
+                 pool: np.ndarray, n_train: int, meta_batches: Iterator[dict], neighbours: np.ndarray | None,
+                 pool_classes: list[str], precision: str = "fp32", seed: int = 0):
+        self.name, self.loss, self.hp, self.ablation, self.task = name, loss, hp, ablation, task
+        self.device, self.precision = device, precision
+        self.pool = pool
+        self.position = np.full(n_train, -1, dtype=np.int64)  # training index -> pool position
+        self.position[pool] = np.arange(len(pool))
+        self.meta_batches, self.neighbours, self.pool_classes = meta_batches, neighbours, pool_classes
+        torch.manual_seed(seed)
+        self.weight_net = WeightNet(hp.weight_net_hidden).to(device)
+        self.weight_optimizer = torch.optim.Adam(self.weight_net.parameters(), lr=hp.weight_net_lr,
+                                                 weight_decay=hp.weight_net_weight_decay)
+        self.meta_loss = CrossEntropyLoss()
+        self.update_hardness = UPDATE_RULES[hp.ema_rule]
+        self.h = initial_hardness(len(pool), hp.ema_rule)
+        self.b = np.zeros(len(pool))
+        self._epoch_weights: list[torch.Tensor] = []
+        self._epoch_meta_losses: list[torch.Tensor] = []
+        self._epoch_sampled: np.ndarray = np.arange(len(pool))
+
+    @classmethod
+    def from_context(cls, context, name: str) -> HamrMethod:
+        settings, data = context.settings, context.task_data
+        hp, ablation, seed = settings.hamr, settings.ablation, settings.trainer.seed
+        moved, dev_counts, meta_counts = balanced_meta_indices(data.train.targets, data.dev.targets, data.task,
+                                                               seed, hp.meta_max_share)
+        log.info("meta set: dev class counts %s; after moving %d training examples: %s",
+                 dev_counts, len(moved), meta_counts)
+        pool = np.setdiff1d(np.arange(len(data.train)), np.asarray(moved, dtype=np.int64))
+        train_features = context.encoded["train"].features
+        meta_features = context.encoded["dev"].features + [train_features[i] for i in moved]
+        meta_loader = DataLoader(meta_features, batch_size=hp.meta_batch_size, shuffle=True, drop_last=False,
+                                 collate_fn=context.collate, generator=torch.Generator().manual_seed(seed))
+        neighbours = None
+        if ablation.resampling and ablation.neighbor_boost:
+            texts = [data.train.inputs[i] if data.task == "cls" else " ".join(data.train.inputs[i]) for i in pool]
+            embeddings = embed_texts(texts, hp.sentence_encoder, hp.embed_batch_size, hp.embed_max_length,
+                                     str(context.device), context.cache_dir)
+            neighbours = knn_graph(embeddings, hp.k)
+        type_counts = Counter(data.class_counts("train"))
+        pool_classes = [stratum_of(data.train.targets[i], data.task, type_counts) for i in pool]
+        _ensure_double_backward_attention(context.model)
+        return cls(name=name, loss=context.loss, hp=hp, ablation=ablation, task=data.task, device=context.device,
+                   pool=pool, n_train=len(data.train), meta_batches=endless(meta_loader), neighbours=neighbours,
+                   pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed)
+
+    # --- the loop's interface -------------------------------------------------------------
+    def epoch_size(self, n_train: int) -> int:
+        return math.ceil(self.hp.oversample * len(self.pool)) if self.ablation.resampling else len(self.pool)
+
+    def probabilities(self) -> np.ndarray:
+        b = self.b if self.ablation.neighbor_boost else np.zeros_like(self.b)
+        return sampling_probabilities(self.h, b, self.hp.tau, self.hp.lambda_, self.hp.epsilon)
+
+    def epoch_order(self, epoch: int, n_train: int, generator: torch.Generator) -> torch.Tensor:
+        if self.ablation.resampling:
+            positions = draw(self.probabilities(), self.hp.oversample, generator).numpy()
+        else:
+            positions = torch.randperm(len(self.pool), generator=generator).numpy()
+        self._epoch_sampled = positions
+        return torch.as_tensor(self.pool[positions])
+
+    def example_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hardness signal, optimised loss), each (B,): the example's loss for classification;
+        for NER the max token loss, and the max or mean as ``ner_example_loss`` says."""
+        elements = self.loss.element_losses(logits, labels)
+        signal = reduce_tokens(elements, labels, "max")
+        optimised = signal if self.task == "cls" or self.hp.ner_example_loss == "max" else \
+            reduce_tokens(elements, labels, "mean")
+        return signal, optimised
+
+    def batch_loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        meta_batch = next(self.meta_batches)
+        with autocast(self.device, self.precision):
+            result = meta_step(model, self.weight_net, model_inputs(batch, self.device), batch["labels"].to(self.device),
+                               model_inputs(meta_batch, self.device), meta_batch["labels"].to(self.device),
+                               example_loss=self.example_loss, meta_loss=self.meta_loss, inner_lr=self.hp.inner_lr,
+                               clip=(self.hp.weight_clip_low, self.hp.weight_clip_high))
+        for parameter, grad in zip(self.weight_net.parameters(), result.weight_net_grads):
+            parameter.grad = grad
+        self.weight_optimizer.step()
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            w_post = example_weights(self.weight_net, result.z, self.hp.weight_clip_low, self.hp.weight_clip_high)
+        positions = self.position[batch["index"].numpy()]
+        self.h = self.update_hardness(self.h, positions, w_post.double().cpu().numpy(), self.hp.gamma)
+        self._epoch_weights.append(w_post.detach())
+        self._epoch_meta_losses.append(result.meta_loss)
+        if self.ablation.weighted_update:
+            return (w_post * result.example_losses).mean()
+        return result.example_losses.mean()
+
+    def end_epoch(self, epoch: int) -> dict:
+        hard = hard_examples(self.h, self.hp.hard_ratio)
+        boost = self.neighbours is not None and self.ablation.resampling and self.ablation.neighbor_boost
+        if boost and (epoch + 1) % self.hp.refresh_every == 0:
+            self.b = neighbourhood_scores(self.neighbours, hard)
+        diagnostics = self._diagnostics(hard)
+        self._epoch_weights, self._epoch_meta_losses = [], []
+        return diagnostics
+
+    def _diagnostics(self, hard: np.ndarray) -> dict:
+        weights = torch.cat(self._epoch_weights).float().cpu() if self._epoch_weights else torch.ones(1)
+        row = {"weight_mean": weights.mean().item(), "weight_p10": weights.quantile(0.1).item(),
+               "weight_p90": weights.quantile(0.9).item(),
+               "meta_loss": torch.stack(self._epoch_meta_losses).mean().item() if self._epoch_meta_losses else float("nan"),
+               "b_mean": float(self.b.mean()), "train_pool": len(self.pool), "h_max_over_mean": float(self.h.max() / self.h.mean())}
+        curve = weight_curve(self.weight_net, Z_GRID.to(self.device)).cpu()
+        row.update({f"weight_curve/z={z:+.0f}": float(w) for z, w in zip(Z_GRID.tolist(), curve.tolist())})
+        classes = np.asarray(self.pool_classes)
+        members = defaultdict(int, Counter(self.pool_classes))
+        sampled = Counter(classes[self._epoch_sampled].tolist())
+        hard_counts = Counter(classes[hard].tolist())
+        for c in sorted(members):
+            row[f"data_share/{c}"] = members[c] / len(classes)
+            row[f"sample_share/{c}"] = sampled.get(c, 0) / max(len(self._epoch_sampled), 1)
+            row[f"hard_fraction/{c}"] = hard_counts.get(c, 0) / members[c]
+        return row

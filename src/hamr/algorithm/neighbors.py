@@ -1,0 +1,66 @@
+"""Sentence embeddings, the k-NN graph of the training set, and neighbourhood scores b
+(method.md section 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from hamr.results import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+def embed_texts(texts: list[str], encoder: str, batch_size: int, max_length: int, device: str,
+                cache_dir: Path | None = None) -> np.ndarray:
+    """L2-normalised sentence embeddings (N, D) float32 with sentence-transformers, cached on disk
+    under a key of the encoder and a hash of the texts."""
+    key = hashlib.sha1("\n".join([encoder, str(max_length), *texts]).encode()).hexdigest()[:20]
+    path = cache_dir / "embeddings" / f"{key}.npy" if cache_dir else None
+    if path is not None and path.is_file():
+        log.info("sentence embeddings from cache %s", path)
+        return np.load(path)
+    from sentence_transformers import SentenceTransformer
+
+    from hamr.models import resolve_model_path
+
+    model = SentenceTransformer(resolve_model_path(encoder), device=device)
+    model.max_seq_length = max_length
+    embeddings = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                              convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+    if path is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, embeddings)
+        atomic_write_bytes(path, buffer.getvalue())
+    return embeddings
+
+
+def knn_graph(embeddings: np.ndarray, k: int) -> np.ndarray:
+    """Indices (N, k) of each example's k nearest neighbours by inner product (exact FAISS
+    IndexFlatIP; an example is usually its own first neighbour). The embeddings never change,
+    so the graph is built once."""
+    import faiss
+
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    _, neighbours = index.search(x, min(k, len(x)))
+    return neighbours
+
+
+def hard_examples(h: np.ndarray, hard_ratio: float) -> np.ndarray:
+    """Indices of the top ceil(hard_ratio * N) examples by hardness (ties: lower index first)."""
+    count = max(1, math.ceil(hard_ratio * len(h)))
+    return np.argsort(-h, kind="stable")[:count]
+
+
+def neighbourhood_scores(neighbours: np.ndarray, hard: np.ndarray) -> np.ndarray:
+    """b_i = (how many hard examples list i among their neighbours) / (the largest such count),
+    so b ∈ [0, 1]; (N,) float64."""
+    counts = np.bincount(neighbours[hard].ravel(), minlength=len(neighbours)).astype(np.float64)
+    return counts / counts.max() if counts.max() > 0 else counts

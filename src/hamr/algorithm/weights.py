@@ -1,0 +1,39 @@
+"""The weight network f_θ and the per-example weights it gives (method.md section 1, steps 2-3, 6)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def batch_zscore(losses: torch.Tensor) -> torch.Tensor:
+    """z_i = (l_i - mean) / max(std, 1e-6) of detached losses (B,); population std, so a batch
+    of one gives z = 0."""
+    losses = losses.detach()
+    return (losses - losses.mean()) / losses.std(unbiased=False).clamp_min(1e-6)
+
+
+class WeightNet(nn.Module):
+    """f_θ: MLP 1 -> hidden -> 1 with ReLU, output bias initialised to 0.1 (authors' code)."""
+
+    def __init__(self, hidden: int = 100):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        nn.init.constant_(self.net[2].bias, 0.1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw scores g(f_θ(z)) in (0, 1) for z of shape (B,); returns (B,)."""
+        return torch.sigmoid(self.net(z[:, None].to(self.net[0].weight.dtype))).squeeze(1)
+
+
+def example_weights(weight_net: WeightNet, z: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Weights (B,): the scores divided by their detached batch mean (so they average 1), then
+    clipped to [low, high]. Differentiable in θ."""
+    scores = weight_net(z)
+    return (scores / scores.detach().mean()).clamp(low, high)
+
+
+@torch.no_grad()
+def weight_curve(weight_net: WeightNet, z_grid: torch.Tensor) -> torch.Tensor:
+    """The learned loss -> weight map: raw scores g(f_θ(z)) on a grid of z values (no batch mean)."""
+    return weight_net(z_grid)

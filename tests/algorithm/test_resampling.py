@@ -1,0 +1,77 @@
+"""Hardness EMA, the kNN neighbourhood boost and the sampler against explicit references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hamr.algorithm.hardness import GLOBAL_DECAY_FLOOR, initial_hardness, update_global_decay, update_per_example
+from hamr.algorithm.neighbors import hard_examples, knn_graph, neighbourhood_scores
+from hamr.algorithm.sampling import draw, sampling_probabilities
+
+
+def test_per_example_ema_updates_only_the_batch_in_order():
+    h = initial_hardness(4, "per_example")
+    assert h.tolist() == [1.0] * 4
+    new = update_per_example(h, np.array([2, 0, 2]), np.array([3.0, 0.5, 5.0]), gamma=0.9)
+    first = 0.9 * 1.0 + 0.1 * 3.0
+    assert new.tolist() == pytest.approx([0.9 + 0.05, 1.0, 0.9 * first + 0.1 * 5.0, 1.0])
+    assert h.tolist() == [1.0] * 4  # pure: the input is untouched
+
+
+def test_global_decay_rule_decays_everyone_and_stays_a_distribution():
+    h = initial_hardness(4, "global_decay")
+    assert h.tolist() == [0.25] * 4
+    new = update_global_decay(h, np.array([1]), np.array([2.0]), gamma=0.9)
+    raw = np.array([0.225, 0.225 + 0.2, 0.225, 0.225]) + GLOBAL_DECAY_FLOOR
+    assert new.tolist() == pytest.approx((raw / raw.sum()).tolist())
+    assert new.sum() == pytest.approx(1.0)
+
+
+def test_knn_graph_on_hand_built_2d_points():
+    points = np.array([[1, 0], [0.99, 0.14], [0, 1], [0.14, 0.99], [-1, 0]], dtype=np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    graph = knn_graph(points, k=2)
+    assert graph[:, 0].tolist() == [0, 1, 2, 3, 4]  # each point is its own nearest neighbour
+    assert graph[:, 1].tolist()[:4] == [1, 0, 3, 2]
+
+
+def test_knn_graph_equals_brute_force_topk():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    expected = torch.topk(torch.from_numpy(x @ x.T), k=7, dim=1).indices.numpy()
+    np.testing.assert_array_equal(np.sort(knn_graph(x, 7), axis=1), np.sort(expected, axis=1))
+
+
+def test_neighbourhood_scores_count_votes_of_hard_examples():
+    neighbours = np.array([[0, 1], [1, 0], [2, 3], [3, 2], [4, 1]])
+    h = np.array([5.0, 0.1, 0.2, 0.3, 4.0])
+    hard = hard_examples(h, hard_ratio=0.4)  # ceil(0.4 * 5) = 2 -> examples 0 and 4
+    assert sorted(hard.tolist()) == [0, 4]
+    b = neighbourhood_scores(neighbours, hard)
+    # votes: 0 <- {0}, 1 <- {0, 4}, 4 <- {4}: counts [1, 2, 0, 0, 1] / 2
+    assert b.tolist() == [0.5, 1.0, 0.0, 0.0, 0.5]
+
+
+def test_sampling_probabilities_formula_and_monotonicity():
+    h, b = np.array([1.0, 2.0, 4.0]), np.array([0.0, 1.0, 0.5])
+    expected = np.array([(1 + 1e-6) ** 0.7, (2 + 1e-6) ** 0.7 * 1.7, (4 + 1e-6) ** 0.7 * 1.35])
+    p = sampling_probabilities(h, b, tau=0.7, lambda_=0.7, epsilon=1e-6)
+    assert p.tolist() == pytest.approx((expected / expected.sum()).tolist())
+    flatter = sampling_probabilities(h, np.zeros(3), tau=0.3, lambda_=0.0, epsilon=1e-6)
+    sharper = sampling_probabilities(h, np.zeros(3), tau=1.0, lambda_=0.0, epsilon=1e-6)
+    assert flatter[2] / flatter[0] < sharper[2] / sharper[0]  # smaller tau flattens
+    boosted = sampling_probabilities(h, b, tau=0.7, lambda_=2.0, epsilon=1e-6)
+    assert boosted[1] > p[1]  # larger lambda moves mass to neighbours of hard examples
+
+
+def test_draws_follow_the_probabilities():
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    indices = draw(p, oversample=2500.0, generator=torch.Generator().manual_seed(0))
+    assert len(indices) == 10_000
+    frequencies = np.bincount(indices.numpy(), minlength=4) / len(indices)
+    assert frequencies == pytest.approx(p, abs=0.015)
+    again = draw(p, oversample=2500.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(indices, again)
