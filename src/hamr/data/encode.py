@@ -1,0 +1,83 @@
+"""Tokenise splits, align NER tags to sub-words, and batch with HF collators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+from hamr.data.records import Split
+
+IGNORE_INDEX = -100  # label of padding and of sub-word continuations; ignored by every loss
+
+
+def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
+    """Sub-word labels: the first sub-word of each word carries the word's label, the other
+    sub-words and special tokens get IGNORE_INDEX."""
+    labels, previous = [], None
+    for word in word_ids:
+        labels.append(IGNORE_INDEX if word is None or word == previous else word_labels[word])
+        previous = word
+    return labels
+
+
+@dataclass
+class EncodedSplit(Dataset):
+    """Tokenised examples; ``features[i]`` holds input_ids, attention_mask (token_type_ids),
+    labels and ``index`` (the example's position in its split, used by HAMR's per-example state)."""
+
+    features: list[dict]
+    truncated: int  # how many examples were cut at max_length
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.features[i]
+
+    def lengths(self) -> list[int]:
+        return [len(f["input_ids"]) for f in self.features]
+
+
+def encode_split(split: Split, task: str, label2id: dict[str, int], tokenizer, max_length: int) -> EncodedSplit:
+    """Tokenise one split (no padding: batches are padded dynamically by the collator)."""
+    if task == "cls":
+        enc = tokenizer(split.inputs, truncation=True, max_length=max_length)
+        full = tokenizer(split.inputs, truncation=False)["input_ids"]
+        truncated = sum(len(ids) > max_length for ids in full)
+        labels = [label2id[t] for t in split.targets]
+        features = [{**{k: enc[k][i] for k in enc.keys()}, "labels": labels[i], "index": i}
+                    for i in range(len(split))]
+        return EncodedSplit(features, truncated)
+    enc = tokenizer(split.inputs, is_split_into_words=True, truncation=True, max_length=max_length)
+    features, truncated = [], 0
+    for i, tags in enumerate(split.targets):
+        word_ids = enc.word_ids(i)
+        last_word = max(w for w in word_ids if w is not None) if any(w is not None for w in word_ids) else -1
+        truncated += last_word < len(tags) - 1
+        feature = {k: enc[k][i] for k in enc.keys()}
+        feature["labels"] = align_labels(word_ids, [label2id[t] for t in tags])
+        feature["index"] = i
+        features.append(feature)
+    return EncodedSplit(features, truncated)
+
+
+def collator_for(task: str, tokenizer):
+    if task == "ner":
+        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    return DataCollatorWithPadding(tokenizer)
+
+
+def length_sorted_loader(data: EncodedSplit, collate, batch_size: int) -> tuple[DataLoader, list[int]]:
+    """Batches of similar length (less padding) for evaluation and embedding; returns the loader
+    and the order, so that outputs can be put back in split order."""
+    order = sorted(range(len(data)), key=lambda i: len(data.features[i]["input_ids"]))
+    return DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size,
+                      shuffle=False, collate_fn=collate), order
+
+
+def model_inputs(batch: dict, device: torch.device) -> dict:
+    """The tensors the encoder takes (labels and index stay out: losses are computed outside)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in ("labels", "index")}
