@@ -89,7 +89,7 @@ class HamrMethod:
         if ablation.resampling and ablation.neighbor_boost:
             texts = [data.train.inputs[i] if data.task == "cls" else " ".join(data.train.inputs[i]) for i in pool]
             embeddings = embed_texts(texts, hp.sentence_encoder, hp.embed_batch_size, hp.embed_max_length,
-                                     str(context.device), context.cache_dir)
+                                     str(context.device), context.cache_dir, name=settings.dataset.name)
             neighbours = knn_graph(embeddings, hp.k)
         type_counts = Counter(data.class_counts("train"))
         pool_classes = [stratum_of(data.train.targets[i], data.task, type_counts) for i in pool]

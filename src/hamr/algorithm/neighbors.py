@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 
 
 def embed_texts(texts: list[str], encoder: str, batch_size: int, max_length: int, device: str,
-                cache_dir: Path | None = None) -> np.ndarray:
+                cache_dir: Path | None = None, name: str = "texts") -> np.ndarray:
     """L2-normalised sentence embeddings (N, D) float32 with sentence-transformers, cached on disk
-    under a key of the encoder and a hash of the texts."""
-    key = hashlib.sha1("\n".join([encoder, str(max_length), *texts]).encode()).hexdigest()[:20]
-    path = cache_dir / "embeddings" / f"{key}.npy" if cache_dir else None
+    as ``<cache_dir>/embeddings/<name>-<encoder>-<hash of encoder, max_length and texts>.npy``."""
+    key = hashlib.sha1("\n".join([encoder, str(max_length), *texts]).encode()).hexdigest()[:16]
+    slug = encoder.split(":")[-1].replace("/", "_")
+    path = cache_dir / "embeddings" / f"{name}-{slug}-{key}.npy" if cache_dir else None
     if path is not None and path.is_file():
         log.info("sentence embeddings from cache %s", path)
         return np.load(path)
@@ -48,6 +49,8 @@ def knn_graph(embeddings: np.ndarray, k: int) -> np.ndarray:
 
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     index = faiss.IndexFlatIP(x.shape[1])
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:  # faiss-gpu installed
+        index = faiss.index_cpu_to_all_gpus(index)
     index.add(x)
     _, neighbours = index.search(x, min(k, len(x)))
     return neighbours

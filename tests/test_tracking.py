@@ -1,0 +1,40 @@
+"""A W&B failure never stops training: it becomes a warning saying what was not logged."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from hamr.tracking import NullTracker, WandbTracker, make_tracker
+
+CFG = OmegaConf.create({"backend": "wandb", "project": "hamr", "entity": None, "mode": "offline", "group": "g"})
+
+
+def test_wandb_init_failure_is_a_warning(monkeypatch, tmp_path):
+    import wandb
+
+    def broken_init(**kwargs):
+        raise PermissionError("wandb directory is not writable")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    with pytest.warns(UserWarning, match="W&B: wandb.init failed .*not writable.*training goes on"):
+        tracker = WandbTracker(CFG, {}, "run", [], str(tmp_path))
+    tracker.log({"loss": 1.0}, step=1)  # no run: nothing happens, nothing raises
+    tracker.table("t", ["a"], [[1]])
+    tracker.finish()
+
+
+def test_logging_failure_mid_run_is_a_warning(tmp_path):
+    tracker = WandbTracker.__new__(WandbTracker)
+
+    class BrokenRun:
+        def log(self, *args, **kwargs):
+            raise ConnectionError("network unreachable")
+
+    tracker.run = BrokenRun()
+    with pytest.warns(UserWarning, match="W&B: log failed .*network unreachable"):
+        tracker.log({"loss": 1.0})
+
+
+def test_none_backend_and_disabled_mode_track_nothing(tmp_path):
+    assert isinstance(make_tracker(OmegaConf.create({"backend": "none"}), {}, "r", [], str(tmp_path)), NullTracker)
+    disabled = OmegaConf.merge(CFG, {"mode": "disabled"})
+    assert type(make_tracker(disabled, {}, "r", [], str(tmp_path))) is NullTracker
