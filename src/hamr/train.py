@@ -40,6 +40,7 @@ def pick_device(name: str) -> torch.device:
 def run(cfg: DictConfig) -> dict:
     """Train and evaluate one configuration; returns the metrics written to metrics.json."""
     settings = validate(cfg)  # every range check, before any data or model is touched
+    commit = git_commit()  # the code as it is when the run starts
     ds, tr = settings.dataset, settings.trainer
     loss = instantiate(cfg.baseline_loss)
     task_data = load_dataset_splits(ds, tr.seed)  # bad input stops here, before the model loads
@@ -103,7 +104,7 @@ def run(cfg: DictConfig) -> dict:
         "wall_seconds": time.time() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "device": str(device), "torch": torch.__version__, "git_commit": git_commit(),
+        "device": str(device), "torch": torch.__version__, "git_commit": commit,
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "config": resolved,
     }
     path = write_run(run_dir, metrics, compact_predictions(task_data, task_data.test, test_predictions))
