@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from hamr.losses import CrossEntropyLoss, FocalLoss, InverseClassFrequencyLoss, SelfAdjustingDiceLoss
+from hamr.losses import (
+    CrossEntropyLoss,
+    FocalLoss,
+    InverseClassFrequencyLoss,
+    SelfAdjustingDiceLoss,
+)
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])  # (B=2, C=3)
 LABELS = torch.tensor([0, 2])

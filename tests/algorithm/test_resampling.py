@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from hamr.algorithm.hardness import GLOBAL_DECAY_FLOOR, initial_hardness, update_global_decay, update_per_example
+from hamr.algorithm.hardness import (
+    GLOBAL_DECAY_FLOOR,
+    initial_hardness,
+    update_global_decay,
+    update_per_example,
+)
 from hamr.algorithm.neighbors import hard_examples, knn_graph, neighbourhood_scores
 from hamr.algorithm.sampling import draw, sampling_probabilities
 
