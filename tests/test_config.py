@@ -1,6 +1,7 @@
 """Config composition over every group option, and start-up validation."""
 
 import itertools
+import re
 
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -56,7 +57,7 @@ def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):
     ("dataset.max_train_examples=0", "dataset.max_train_examples=0 is invalid"),
 ])
 def test_out_of_range_values_fail_at_start_up(compose_cfg, override, message):
-    with pytest.raises(ConfigError, match=pytest.importorskip("re").escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         validate(compose_cfg([override]))
 
 

@@ -37,9 +37,6 @@ class EncodedSplit(Dataset):
     def __getitem__(self, i: int) -> dict:
         return self.features[i]
 
-    def lengths(self) -> list[int]:
-        return [len(f["input_ids"]) for f in self.features]
-
 
 def encode_split(split: Split, task: str, label2id: dict[str, int], tokenizer, max_length: int) -> EncodedSplit:
     """Tokenise one split (no padding: batches are padded dynamically by the collator)."""
