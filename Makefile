@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HAMR_DATA_DIR ?= $(CURDIR)/data
 ARGS ?=
 
-.PHONY: help install test test-all lint train demo clean
+.PHONY: help install test test-all lint train demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ train:  ## one training run: make train ARGS="dataset=sst5 baseline_loss=focal"
 
 demo:  ## a smoke-sized run of every baseline loss on Cyclone-Idai (a minute or two on a CPU)
 	$(BIN)/python -m hamr.train -m debug=smoke baseline_loss=ce,focal,dice,icf $(ARGS)
+
+bench:  ## speed benchmarks: training step (CE vs HAMR modes vs the authors' step) and the k-NN graph -> results/bench/
+	$(BIN)/python scripts/bench_step.py $(ARGS)
+	$(BIN)/python scripts/bench_knn.py
 
 clean:  ## remove run folders and caches (never results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

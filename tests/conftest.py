@@ -7,12 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-from hamr.config import register_configs
+from hamr import config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -32,19 +29,8 @@ def data_dir() -> Path:
 
 
 def compose_train(overrides: list[str], output_dir: Path | None = None):
-    """Compose conf/train.yaml as `python -m hamr.train` would, with Hydra's runtime values set
-    so that ${hydra:...} interpolations resolve."""
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir or ROOT / "outputs" / "test")
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # the task function never sees it either
-    return cfg
+    """Compose conf/train.yaml as `python -m hamr.train` would, from the checkout's root."""
+    return config.compose_train(overrides, output_dir or ROOT / "outputs" / "test", cwd=ROOT)
 
 
 @pytest.fixture

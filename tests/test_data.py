@@ -5,7 +5,13 @@ from collections import Counter
 import pytest
 from transformers import AutoTokenizer
 
-from hamr.data.encode import IGNORE_INDEX, align_labels, collator_for, encode_split
+from hamr.data.encode import (
+    IGNORE_INDEX,
+    align_labels,
+    collator_for,
+    encode_split,
+    encode_split_cached,
+)
 from hamr.data.hub import humaid_records, setfit_records, tner_records
 from hamr.data.records import DataError, Split, entity_types, load_task_data
 from hamr.data.subset import cap_split, stratified_indices
@@ -54,6 +60,23 @@ def test_encode_cls_and_collate(tokenizer):
     batch = collator_for("cls", tokenizer)([enc[0], enc[1]])
     assert batch["labels"].tolist() == [1, 0]
     assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
+
+
+def test_tokenised_splits_are_cached_and_keyed_by_content(tokenizer, tmp_path, monkeypatch):
+    import hamr.data.encode as encode
+
+    split = Split("train", None, ["a short text", "another text"], ["pos", "neg"])
+    labels = {"neg": 0, "pos": 1}
+    first = encode_split_cached(split, "cls", labels, tokenizer, 16, tmp_path)
+    assert len(list((tmp_path / "tokenized").glob("train-*.pt"))) == 1
+    calls = []
+    monkeypatch.setattr(encode, "encode_split", lambda *a: calls.append(a) or first)
+    again = encode_split_cached(split, "cls", labels, tokenizer, 16, tmp_path)
+    assert calls == [] and again.features == first.features  # read back, not re-tokenised
+    encode_split_cached(split, "cls", labels, tokenizer, 8, tmp_path)  # another max_length: a new entry
+    changed = Split("train", None, ["a short text", "a changed text"], ["pos", "neg"])
+    encode_split_cached(changed, "cls", labels, tokenizer, 16, tmp_path)
+    assert len(calls) == 2 and len(list((tmp_path / "tokenized").glob("train-*.pt"))) == 3
 
 
 def test_label_lists_are_sorted_by_name(tmp_path):

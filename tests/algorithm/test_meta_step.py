@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from hamr.algorithm.meta_step import meta_step
+from hamr.algorithm.meta_step import meta_step, meta_step_authors, scope_parameter_names
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights
 from hamr.losses import CrossEntropyLoss
 from hamr.models import build_model
@@ -44,10 +44,11 @@ def cls_example_loss(logits, labels):
     return losses, losses
 
 
-def run_meta_step(model, net, seed=0):
+def run_meta_step(model, net, seed=0, scope=None, step=meta_step):
     (x, y), (mx, my) = batch(5, seed=seed), batch(4, seed=seed + 1)
-    return meta_step(model, net, x, y, mx, my, example_loss=cls_example_loss, meta_loss=CE,
-                     inner_lr=INNER_LR, clip=CLIP)
+    extra = {} if scope is None else {"scope": scope}
+    return step(model, net, x, y, mx, my, example_loss=cls_example_loss, meta_loss=CE,
+                inner_lr=INNER_LR, clip=CLIP, **extra)
 
 
 def meta_objective(model, net) -> float:
@@ -55,21 +56,23 @@ def meta_objective(model, net) -> float:
     return run_meta_step(model, net).meta_loss.item()
 
 
-def hand_written_meta_grad(model, net) -> list[torch.Tensor]:
+def hand_written_meta_grad(model, net, only=None) -> list[torch.Tensor]:
     """Independent implementation: φ' written into a deep copy of the model by hand (under the
-    math attention kernel: CPU flash attention has no double backward either)."""
+    math attention kernel: CPU flash attention has no double backward either). ``only``: the
+    names of the parameters the virtual step moves (default all)."""
     with sdpa_kernel([SDPBackend.MATH]):
-        return _hand_written_meta_grad(model, net)
+        return _hand_written_meta_grad(model, net, only)
 
 
-def _hand_written_meta_grad(model, net) -> list[torch.Tensor]:
+def _hand_written_meta_grad(model, net, only) -> list[torch.Tensor]:
     (x, y), (mx, my) = batch(5, seed=0), batch(4, seed=1)
     losses = CE.element_losses(model(**x).logits, y)
     w = example_weights(net, batch_zscore(losses), *CLIP)
-    params = [p for p in model.parameters()]
+    named = [(n, p) for n, p in model.named_parameters() if only is None or n in only]
+    params = [p for _, p in named]
     grads = torch.autograd.grad((w * losses).mean(), params, create_graph=True)
     shadow = copy.deepcopy(model)
-    for (name, _), p, g in zip(model.named_parameters(), params, grads):
+    for (name, _), p, g in zip(named, params, grads):
         *path, leaf = name.split(".")
         module = shadow
         for part in path:
@@ -171,3 +174,43 @@ def test_batch_zscore_and_weights():
     assert net.net[2].bias.item() == pytest.approx(0.1)
     w = example_weights(net, torch.randn(64), 0.1, 8.0)
     assert w.mean().item() == pytest.approx(1.0, abs=1e-5) or w.max() == 8.0 or w.min() == 0.1
+
+
+def test_scope_names_the_head_and_the_top_layers():
+    model = tiny_model()  # 2 encoder layers
+    head = scope_parameter_names(model, 0)
+    assert head and all(n.startswith("classifier.") or ".pooler." in n for n in head)
+    top = scope_parameter_names(model, 1)
+    assert top - head and all(".layer.1." in n for n in top - head)
+    everything = scope_parameter_names(model, 2)
+    assert not any("embeddings" in n for n in everything)
+    assert {n for n, _ in model.named_parameters() if ".layer." in n} <= everything
+
+
+@pytest.mark.parametrize("top_layers", [0, 1])
+def test_scoped_theta_gradient_matches_hand_written_scoped_step(model_and_net, top_layers):
+    model, net = model_and_net
+    scope = scope_parameter_names(model, top_layers)
+    ours = run_meta_step(model, net, scope=scope).weight_net_grads
+    for a, b in zip(ours, hand_written_meta_grad(model, net, only=scope)):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+    exact = run_meta_step(model, net).weight_net_grads
+    assert not all(torch.allclose(a, b) for a, b in zip(ours, exact))  # an approximation, not the same
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_scope_over_every_parameter_is_the_exact_step(model_and_net):
+    model, net = model_and_net
+    every = {n for n, _ in model.named_parameters()}
+    for a, b in zip(run_meta_step(model, net, scope=every).weight_net_grads, run_meta_step(model, net).weight_net_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_authors_reference_step_has_the_same_theta_gradient_and_clears_the_model(model_and_net):
+    model, net = model_and_net
+    theirs = run_meta_step(model, net, step=meta_step_authors)
+    ours = run_meta_step(model, net)
+    for a, b in zip(theirs.weight_net_grads, ours.weight_net_grads):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(theirs.example_losses, ours.example_losses)
+    assert all(p.grad is None for p in model.parameters())

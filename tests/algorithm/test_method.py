@@ -10,7 +10,8 @@ import torch
 
 from hamr.algorithm.method import HamrMethod, endless
 from hamr.algorithm.neighbors import knn_graph
-from hamr.config import AblationConfig, HamrConfig
+from hamr.algorithm.weights import batch_zscore, example_weights
+from hamr.config import AblationConfig, HamrConfig, MetaConfig
 from hamr.losses import CrossEntropyLoss
 from tests.algorithm.test_meta_step import batch, tiny_model
 
@@ -23,8 +24,9 @@ ABLATIONS = {
 }
 
 
-def make_method(ablation: str, model=None):
-    hp = HamrConfig(meta_batch_size=4, weight_net_hidden=8, inner_lr=0.5, k=3, hard_ratio=0.25, gamma=0.5)
+def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope=None):
+    hp = HamrConfig(meta_batch_size=4, weight_net_hidden=8, inner_lr=0.5, k=3, hard_ratio=0.25, gamma=0.5,
+                    meta=meta or MetaConfig())
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(N, 8)).astype(np.float32)
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -37,7 +39,7 @@ def make_method(ablation: str, model=None):
     method = HamrMethod(name=f"hamr_{ablation}", loss=CrossEntropyLoss(), hp=hp, ablation=ABLATIONS[ablation],
                         task="cls", device=torch.device("cpu"), pool=np.arange(N), n_train=N,
                         meta_batches=endless(meta_batches()), neighbours=knn_graph(embeddings, hp.k),
-                        pool_classes=["a"] * 8 + ["b"] * 4, seed=0)
+                        pool_classes=["a"] * 8 + ["b"] * 4, seed=0, scope=scope)
     method.weight_net.double()
     return method
 
@@ -60,13 +62,13 @@ def test_full_hamr_resamples_weights_and_boosts(model):
     b = train_batch([1, 4, 7, 9, 10])
     loss = method.batch_loss(model, b)
     assert any(not torch.equal(p, q) for p, q in zip(before, method.weight_net.parameters()))
+    assert method.b.sum() == 0 and (method.h == 1.0).all()  # h and b change between epochs only
+    diagnostics = method.end_epoch(0)
     changed = np.flatnonzero(method.h != 1.0).tolist()
     assert changed == [1, 4, 7, 9, 10]
     w_post = torch.tensor([2 * h - 1 for h in method.h[[1, 4, 7, 9, 10]]])  # gamma = 0.5 from h = 1
     losses = CrossEntropyLoss().element_losses(model(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, b["labels"])
     assert loss.item() == pytest.approx((w_post * losses).mean().item(), rel=1e-6)
-    assert method.b.sum() == 0
-    diagnostics = method.end_epoch(0)
     assert method.b.max() == 1.0 and diagnostics["b_mean"] > 0
     assert set(diagnostics) >= {"weight_mean", "weight_p10", "weight_p90", "meta_loss", "weight_curve/z=+0",
                                 "sample_share/a", "data_share/b", "hard_fraction/a"}
@@ -104,6 +106,7 @@ def test_no_meta_weight_gives_the_unweighted_gradient_but_trains_theta_and_the_e
     for a, c in zip(ours, [p.grad for p in model.parameters()]):
         torch.testing.assert_close(a, c)
     assert any(not torch.equal(p, q) for p, q in zip(before, method.weight_net.parameters()))
+    method.end_epoch(0)
     assert np.flatnonzero(method.h != 1.0).tolist() == [3, 5, 6, 8]
 
 
@@ -119,3 +122,33 @@ def test_ner_hardness_is_the_max_over_labelled_tokens():
     method.hp.ner_example_loss = "mean"
     _, mean = method.example_loss(logits, labels)
     assert mean.item() == pytest.approx(((token[0] + token[1] + token[3]) / 3).item())
+
+
+def test_hardness_updates_of_an_epoch_apply_in_step_order(model):
+    """An example drawn in two batches of one epoch gets both EMA updates, oldest first."""
+    method = make_method("full")
+    method.batch_loss(model, train_batch([2, 5], seed=0))
+    method.batch_loss(model, train_batch([5, 7], seed=1))
+    first, second = (w.double().numpy() for _, w in method._pending_hardness)
+    method.end_epoch(0)
+    after_first = 0.5 * 1.0 + 0.5 * first[1]
+    assert method.h[5] == pytest.approx(0.5 * after_first + 0.5 * second[0])
+    assert method.h[2] == pytest.approx(0.5 + 0.5 * first[0]) and method.h[7] == pytest.approx(0.5 + 0.5 * second[1])
+
+
+def test_meta_every_k_runs_the_meta_step_on_every_kth_batch_only(model):
+    method = make_method("full", meta=MetaConfig(every=3))
+    snapshots = []
+    for step in range(4):
+        method.batch_loss(model, train_batch([0, 1, 2], seed=step))
+        snapshots.append([p.clone() for p in method.weight_net.parameters()])
+    moved = [i == 0 or any(not torch.equal(p, q) for p, q in zip(snapshots[i - 1], snapshots[i])) for i in range(4)]
+    assert moved == [True, False, False, True] and len(method._epoch_meta_losses) == 2
+    # in between, the loss is the post-meta-weighted loss under the current f_θ
+    b = train_batch([3, 4, 5], seed=9)
+    method.steps = 1
+    loss = method.batch_loss(model, b)
+    inputs = {k: b[k] for k in ("input_ids", "attention_mask")}
+    losses = CrossEntropyLoss().element_losses(model(**inputs).logits, b["labels"])
+    w = example_weights(method.weight_net, batch_zscore(losses), 0.1, 8.0)
+    assert loss.item() == pytest.approx((w * losses).mean().item(), rel=1e-6)

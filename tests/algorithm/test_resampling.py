@@ -50,6 +50,26 @@ def test_knn_graph_equals_brute_force_topk():
     np.testing.assert_array_equal(np.sort(knn_graph(x, 7), axis=1), np.sort(expected, axis=1))
 
 
+def test_hnsw_graph_recalls_the_exact_graph_and_auto_switches_on_size():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    x = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact = knn_graph(x, 10, "flat")
+    approximate = knn_graph(x, 10, "hnsw")
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)])
+    assert recall >= 0.9
+    np.testing.assert_array_equal(knn_graph(x, 10, "auto", exact_max=3000), exact)
+    assert (knn_graph(x[:500], 10, "auto", exact_max=100) >= 0).all()
+    with pytest.raises(ValueError, match="index='ivf'"):
+        knn_graph(x, 10, "ivf")
+
+
+def test_neighbourhood_scores_ignore_missing_neighbours():
+    neighbours = np.array([[0, 1], [1, -1], [2, -1]])
+    np.testing.assert_array_equal(neighbourhood_scores(neighbours, np.array([1, 2])), [0.0, 1.0, 1.0])
+
+
 def test_neighbourhood_scores_count_votes_of_hard_examples():
     neighbours = np.array([[0, 1], [1, 0], [2, 3], [3, 2], [4, 1]])
     h = np.array([5.0, 0.1, 0.2, 0.3, 4.0])

@@ -8,10 +8,15 @@
 
 The training batch's graph is kept, so the caller's real update (with post-meta weights) reuses
 the forward pass instead of running the encoder again.
+
+``scope`` (the cheaper ``hamr.meta.scope`` mode) restricts the virtual step to a subset of the
+parameters (the classifier head and the top encoder layers, see :func:`scope_parameter_names`):
+the others keep φ and run without a graph in the meta forward.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,10 +42,14 @@ class MetaStepResult:
 def meta_step(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict, train_labels: torch.Tensor,
               meta_inputs: dict, meta_labels: torch.Tensor, *, example_loss: ExampleLossFn,
               meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inner_lr: float,
-              clip: tuple[float, float]) -> MetaStepResult:
+              clip: tuple[float, float], scope: set[str] | None = None) -> MetaStepResult:
     """One meta step; see the module docstring. ``train_inputs``/``meta_inputs`` are the encoder's
-    keyword inputs (input_ids, attention_mask, ...) already on the model's device."""
-    names, params = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
+    keyword inputs (input_ids, attention_mask, ...) already on the model's device; ``scope`` the
+    names of the parameters the virtual step moves (None: every trainable parameter, exact)."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    names, params = zip(*[(n, p) for n, p in trainable if scope is None or n in scope])
+    # Out-of-scope parameters enter the meta forward detached: no graph is recorded for them.
+    frozen = {} if scope is None else {n: p.detach() for n, p in trainable if n not in scope}
     # Double backward through attention needs the math SDPA kernel (fused kernels lack it).
     with sdpa_kernel([SDPBackend.MATH]):
         logits = model(**train_inputs).logits
@@ -49,8 +58,55 @@ def meta_step(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict,
         w_pre = example_weights(weight_net, z, *clip)
         inner = (w_pre * losses).mean()
         grads = torch.autograd.grad(inner, params, create_graph=True, retain_graph=True)
-        virtual = {n: p - inner_lr * g for n, p, g in zip(names, params, grads)}
+        virtual = {**frozen, **{n: p - inner_lr * g for n, p, g in zip(names, params, grads)}}
         meta_logits = functional_call(model, virtual, args=(), kwargs=meta_inputs, strict=False)
         loss_meta = meta_loss(meta_logits.logits, meta_labels)
         theta_grads = torch.autograd.grad(loss_meta, list(weight_net.parameters()), retain_graph=True)
     return MetaStepResult(losses, z, w_pre.detach(), loss_meta.detach(), list(theta_grads))
+
+
+def meta_step_authors(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict, train_labels: torch.Tensor,
+                      meta_inputs: dict, meta_labels: torch.Tensor, *, example_loss: ExampleLossFn,
+                      meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inner_lr: float,
+                      clip: tuple[float, float], scope: set[str] | None = None) -> MetaStepResult:
+    """The authors' NER trainer's step, kept only as the benchmark's reference (same θ-gradient):
+    the meta loss is back-propagated with ``backward()`` into every model parameter as well as θ,
+    the model's share is then thrown away, and the training batch is run through the encoder a
+    second time for the real update (the returned losses come from that second forward)."""
+    if scope is not None:
+        raise ValueError("meta_step_authors: the authors' step has no scope")
+    names, params = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
+    with sdpa_kernel([SDPBackend.MATH]):
+        signal, losses = example_loss(model(**train_inputs).logits, train_labels)
+        z = batch_zscore(signal)
+        w_pre = example_weights(weight_net, z, *clip)
+        grads = torch.autograd.grad((w_pre * losses).mean(), params, create_graph=True)
+        virtual = {n: p - inner_lr * g for n, p, g in zip(names, params, grads)}
+        loss_meta = meta_loss(functional_call(model, virtual, args=(), kwargs=meta_inputs, strict=False).logits,
+                              meta_labels)
+        theta = list(weight_net.parameters())
+        for parameter in theta:
+            parameter.grad = None
+        loss_meta.backward()  # into θ and, wastefully, into every model parameter
+        theta_grads = [parameter.grad for parameter in theta]
+        model.zero_grad(set_to_none=True)
+        _, losses = example_loss(model(**train_inputs).logits, train_labels)
+    return MetaStepResult(losses, z, w_pre.detach(), loss_meta.detach(), theta_grads)
+
+
+_LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def scope_parameter_names(model: torch.nn.Module, top_layers: int) -> set[str]:
+    """Names of the parameters in the virtual step of ``hamr.meta.scope = top_layers``: the head
+    (everything outside the encoder body: classifier, pooler) plus encoder layers
+    ``L - top_layers .. L - 1`` (names with ``.layer.<i>.`` or ``.layers.<i>.``). Embeddings and
+    lower layers are left out. Raises ValueError when the model has no numbered layers."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    layer_of = {n: int(m.group(1)) for n in names if (m := _LAYER_INDEX.search(n))}
+    if not layer_of:
+        raise ValueError(f"hamr.meta.scope: no '.layer.<i>.' parameters in {type(model).__name__}; use scope=null")
+    n_layers = max(layer_of.values()) + 1
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    head = {n for n in names if not n.startswith(prefix) or ".pooler." in n}
+    return head | {n for n, layer in layer_of.items() if layer >= n_layers - top_layers}

@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader
 
 from hamr.algorithm.hardness import UPDATE_RULES, initial_hardness
 from hamr.algorithm.meta_set import balanced_meta_indices
-from hamr.algorithm.meta_step import meta_step
+from hamr.algorithm.meta_step import meta_step, scope_parameter_names
 from hamr.algorithm.neighbors import embed_texts, hard_examples, knn_graph, neighbourhood_scores
 from hamr.algorithm.sampling import draw, sampling_probabilities
-from hamr.algorithm.weights import WeightNet, example_weights, weight_curve
+from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights, weight_curve
 from hamr.data.encode import model_inputs
 from hamr.data.subset import stratum_of
 from hamr.evaluation import autocast
@@ -53,13 +53,17 @@ class HamrMethod:
 
     def __init__(self, *, name: str, loss: ElementwiseLoss, hp, ablation, task: str, device: torch.device,
                  pool: np.ndarray, n_train: int, meta_batches: Iterator[dict], neighbours: np.ndarray | None,
-                 pool_classes: list[str], precision: str = "fp32", seed: int = 0):
+                 pool_classes: list[str], precision: str = "fp32", seed: int = 0,
+                 scope: set[str] | None = None):
         self.name, self.loss, self.hp, self.ablation, self.task = name, loss, hp, ablation, task
         self.device, self.precision = device, precision
         self.pool = pool
         self.position = np.full(n_train, -1, dtype=np.int64)  # training index -> pool position
         self.position[pool] = np.arange(len(pool))
         self.meta_batches, self.neighbours, self.pool_classes = meta_batches, neighbours, pool_classes
+        self.scope = scope  # parameter names of the virtual step; None = all (exact)
+        self.meta_step_fn = meta_step  # the benchmark swaps in the authors' step for comparison
+        self.steps = 0
         torch.manual_seed(seed)
         self.weight_net = WeightNet(hp.weight_net_hidden).to(device)
         self.weight_optimizer = torch.optim.Adam(self.weight_net.parameters(), lr=hp.weight_net_lr,
@@ -68,6 +72,9 @@ class HamrMethod:
         self.update_hardness = UPDATE_RULES[hp.ema_rule]
         self.h = initial_hardness(len(pool), hp.ema_rule)
         self.b = np.zeros(len(pool))
+        # (pool positions, w_post) of each step, applied to h at the epoch's end: h is only read
+        # between epochs, and keeping w_post on the device avoids a host sync every step.
+        self._pending_hardness: list[tuple[np.ndarray, torch.Tensor]] = []
         self._epoch_weights: list[torch.Tensor] = []
         self._epoch_meta_losses: list[torch.Tensor] = []
         self._epoch_sampled: np.ndarray = np.arange(len(pool))
@@ -90,13 +97,19 @@ class HamrMethod:
             texts = [data.train.inputs[i] if data.task == "cls" else " ".join(data.train.inputs[i]) for i in pool]
             embeddings = embed_texts(texts, hp.sentence_encoder, hp.embed_batch_size, hp.embed_max_length,
                                      str(context.device), context.cache_dir, name=settings.dataset.name)
-            neighbours = knn_graph(embeddings, hp.k)
+            neighbours = knn_graph(embeddings, hp.k, hp.knn_index, hp.knn_exact_max)
         type_counts = Counter(data.class_counts("train"))
         pool_classes = [stratum_of(data.train.targets[i], data.task, type_counts) for i in pool]
         _ensure_double_backward_attention(context.model)
+        scope = None if hp.meta.scope is None else scope_parameter_names(context.model, hp.meta.scope)
+        if scope is not None:
+            log.info("meta step: virtual update over the head and top %d layers (%d of %d parameter tensors)",
+                     hp.meta.scope, len(scope), sum(p.requires_grad for p in context.model.parameters()))
+        if hp.meta.every > 1:
+            log.info("meta step: every %d training steps; weights from the current f_θ in between", hp.meta.every)
         return cls(name=name, loss=context.loss, hp=hp, ablation=ablation, task=data.task, device=context.device,
                    pool=pool, n_train=len(data.train), meta_batches=endless(meta_loader), neighbours=neighbours,
-                   pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed)
+                   pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed, scope=scope)
 
     # --- the loop's interface -------------------------------------------------------------
     def epoch_size(self, n_train: int) -> int:
@@ -124,27 +137,47 @@ class HamrMethod:
         return signal, optimised
 
     def batch_loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        meta_batch = next(self.meta_batches)
-        with autocast(self.device, self.precision):
-            result = meta_step(model, self.weight_net, model_inputs(batch, self.device), batch["labels"].to(self.device),
-                               model_inputs(meta_batch, self.device), meta_batch["labels"].to(self.device),
-                               example_loss=self.example_loss, meta_loss=self.meta_loss, inner_lr=self.hp.inner_lr,
-                               clip=(self.hp.weight_clip_low, self.hp.weight_clip_high))
-        for parameter, grad in zip(self.weight_net.parameters(), result.weight_net_grads):
-            parameter.grad = grad
-        self.weight_optimizer.step()
-        self.weight_optimizer.zero_grad(set_to_none=True)
+        labels = batch["labels"].to(self.device)
+        clip = (self.hp.weight_clip_low, self.hp.weight_clip_high)
+        if self.steps % self.hp.meta.every == 0:
+            meta_batch = next(self.meta_batches)
+            with autocast(self.device, self.precision):
+                result = self.meta_step_fn(model, self.weight_net, model_inputs(batch, self.device), labels,
+                                   model_inputs(meta_batch, self.device), meta_batch["labels"].to(self.device),
+                                   example_loss=self.example_loss, meta_loss=self.meta_loss,
+                                   inner_lr=self.hp.inner_lr, clip=clip, scope=self.scope)
+            for parameter, grad in zip(self.weight_net.parameters(), result.weight_net_grads):
+                parameter.grad = grad
+            self.weight_optimizer.step()
+            self.weight_optimizer.zero_grad(set_to_none=True)
+            self._epoch_meta_losses.append(result.meta_loss)
+            example_losses, z = result.example_losses, result.z
+        else:  # between meta steps (hamr.meta.every > 1): one forward, weights from the current f_θ
+            with autocast(self.device, self.precision):
+                signal, example_losses = self.example_loss(model(**model_inputs(batch, self.device)).logits, labels)
+            z = batch_zscore(signal)
+        self.steps += 1
         with torch.no_grad():
-            w_post = example_weights(self.weight_net, result.z, self.hp.weight_clip_low, self.hp.weight_clip_high)
-        positions = self.position[batch["index"].numpy()]
-        self.h = self.update_hardness(self.h, positions, w_post.double().cpu().numpy(), self.hp.gamma)
-        self._epoch_weights.append(w_post.detach())
-        self._epoch_meta_losses.append(result.meta_loss)
+            w_post = example_weights(self.weight_net, z, *clip)
+        self._pending_hardness.append((self.position[batch["index"].numpy()], w_post))
+        self._epoch_weights.append(w_post)
         if self.ablation.weighted_update:
-            return (w_post * result.example_losses).mean()
-        return result.example_losses.mean()
+            return (w_post * example_losses).mean()
+        return example_losses.mean()
+
+    def _apply_hardness_updates(self) -> None:
+        """The EMA updates of the epoch, step by step in the order they happened."""
+        if not self._pending_hardness:
+            return
+        weights = torch.cat([w for _, w in self._pending_hardness]).double().cpu().numpy()  # one sync
+        start = 0
+        for positions, _ in self._pending_hardness:
+            self.h = self.update_hardness(self.h, positions, weights[start:start + len(positions)], self.hp.gamma)
+            start += len(positions)
+        self._pending_hardness = []
 
     def end_epoch(self, epoch: int) -> dict:
+        self._apply_hardness_updates()
         hard = hard_examples(self.h, self.hp.hard_ratio)
         boost = self.neighbours is not None and self.ablation.resampling and self.ablation.neighbor_boost
         if boost and (epoch + 1) % self.hp.refresh_every == 0:

@@ -41,18 +41,43 @@ def embed_texts(texts: list[str], encoder: str, batch_size: int, max_length: int
     return embeddings
 
 
-def knn_graph(embeddings: np.ndarray, k: int) -> np.ndarray:
-    """Indices (N, k) of each example's k nearest neighbours by inner product (exact FAISS
-    IndexFlatIP; an example is usually its own first neighbour). The embeddings never change,
-    so the graph is built once."""
+def _gpu_available(faiss) -> bool:
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0  # faiss-gpu installed
+
+
+def knn_graph(embeddings: np.ndarray, k: int, index: str = "flat", exact_max: int = 200_000,
+              hnsw_m: int = 32, ef_construction: int = 64, ef_search: int = 64,
+              search_batch: int = 65_536) -> np.ndarray:
+    """Indices (N, k) of each example's k nearest neighbours by inner product; an example is
+    usually its own first neighbour. The embeddings never change, so the graph is built once and
+    a refresh is a gather over its rows (:func:`neighbourhood_scores`).
+
+    ``index``: ``flat`` exact search (FAISS IndexFlatIP, on the GPU when faiss-gpu sees one);
+    ``hnsw`` an approximate HNSW graph (M = ``hnsw_m``), for training sets too large for exact
+    all-pairs search on a CPU; ``auto`` flat on a GPU or up to ``exact_max`` examples, else hnsw.
+    """
     import faiss
 
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
-    index = faiss.IndexFlatIP(x.shape[1])
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:  # faiss-gpu installed
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(x)
-    _, neighbours = index.search(x, min(k, len(x)))
+    n, dim = x.shape
+    k = min(k, n)
+    gpu = _gpu_available(faiss)
+    kind = index if index != "auto" else ("flat" if gpu or n <= exact_max else "hnsw")
+    if kind == "flat":
+        search_index = faiss.IndexFlatIP(dim)
+        if gpu:
+            search_index = faiss.index_cpu_to_all_gpus(search_index)
+    elif kind == "hnsw":
+        search_index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        search_index.hnsw.efConstruction = ef_construction
+        search_index.hnsw.efSearch = max(ef_search, k)
+    else:
+        raise ValueError(f"knn_graph: index={index!r}; allowed: auto | flat | hnsw")
+    log.info("k-NN graph: %d examples, k=%d, %s index%s", n, k, kind, " on GPU" if gpu and kind == "flat" else "")
+    search_index.add(x)
+    neighbours = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, search_batch):  # bounded memory for the (batch, k) results
+        _, neighbours[start:start + search_batch] = search_index.search(x[start:start + search_batch], k)
     return neighbours
 
 
@@ -64,6 +89,7 @@ def hard_examples(h: np.ndarray, hard_ratio: float) -> np.ndarray:
 
 def neighbourhood_scores(neighbours: np.ndarray, hard: np.ndarray) -> np.ndarray:
     """b_i = (how many hard examples list i among their neighbours) / (the largest such count),
-    so b ∈ [0, 1]; (N,) float64."""
-    counts = np.bincount(neighbours[hard].ravel(), minlength=len(neighbours)).astype(np.float64)
+    so b ∈ [0, 1]; (N,) float64. Entries -1 (an approximate index found fewer than k) are ignored."""
+    votes = neighbours[hard].ravel()
+    counts = np.bincount(votes[votes >= 0], minlength=len(neighbours)).astype(np.float64)
     return counts / counts.max() if counts.max() > 0 else counts

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -10,6 +15,7 @@ from transformers import DataCollatorForTokenClassification, DataCollatorWithPad
 
 from hamr.data.records import Split
 
+log = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # label of padding and of sub-word continuations; ignored by every loss
 
 
@@ -59,6 +65,29 @@ def encode_split(split: Split, task: str, label2id: dict[str, int], tokenizer, m
         feature["index"] = i
         features.append(feature)
     return EncodedSplit(features, truncated)
+
+
+def encode_split_cached(split: Split, task: str, label2id: dict[str, int], tokenizer, max_length: int,
+                        cache_dir: Path | None) -> EncodedSplit:
+    """:func:`encode_split`, cached on disk under ``<cache_dir>/tokenized/`` by a hash of the
+    tokenizer (its class, name and vocabulary size), max_length, the labels and the split's content;
+    a sweep re-reads instead of re-tokenising."""
+    if cache_dir is None:
+        return encode_split(split, task, label2id, tokenizer, max_length)
+    from hamr.results import atomic_write_bytes
+
+    key = hashlib.sha1(json.dumps([type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer), max_length,
+                                   task, sorted(label2id.items()), split.inputs, split.targets]).encode()).hexdigest()
+    path = Path(cache_dir) / "tokenized" / f"{split.name}-{key[:16]}.pt"
+    if path.is_file():
+        cached = torch.load(path, weights_only=True)
+        log.info("%s: tokenised examples from cache %s", split.name, path)
+        return EncodedSplit(cached["features"], cached["truncated"])
+    encoded = encode_split(split, task, label2id, tokenizer, max_length)
+    buffer = io.BytesIO()
+    torch.save({"features": encoded.features, "truncated": encoded.truncated}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return encoded
 
 
 def collator_for(task: str, tokenizer):

@@ -1,0 +1,287 @@
+"""Training-step benchmark: CE vs HAMR (exact, cheaper modes, the authors' step) on the same batches.
+
+    python scripts/bench_step.py                       # MiniLM, SST-5 + MIT-Restaurant, CPU or GPU
+    python scripts/bench_step.py --model tiny_random --reps 2 --out /tmp/bench   # seconds, for tests
+
+For each dataset, fixed real training batches (and meta batches from the balanced meta set's
+source, dev) are run through every variant's *training step* (the loop's `train_step`: the
+method's loss, backward, clipping, optimiser step). Variants are interleaved, their order rotated
+every repetition, so that drifts in the machine's speed hit them alike; each repetition yields a
+ratio to CE measured seconds apart, and the median ratio over repetitions is reported. Peak memory
+is measured per variant in a fresh subprocess on CPU (max RSS), or with
+`torch.cuda.max_memory_allocated` on GPU. Writes `<out>/step_<device>.json` and `.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VARIANTS = ["ce", "hamr_exact", "hamr_every4", "hamr_scope2", "hamr_scope0", "authors"]
+DESCRIPTIONS = {
+    "ce": "cross-entropy step (the baselines' loop)",
+    "hamr_exact": "HAMR, exact meta step every step (hamr.meta.every=1, scope=null)",
+    "hamr_every4": "HAMR, meta step every 4th step (hamr.meta.every=4)",
+    "hamr_scope2": "HAMR, virtual step over head + top 2 layers (hamr.meta.scope=2)",
+    "hamr_scope0": "HAMR, virtual step over the classifier head only (hamr.meta.scope=0)",
+    "authors": "the authors' NER step: meta loss also back-propagated into the model, second forward",
+}
+TARGETS = {  # issue 4's targets on the step (the accuracy target needs training runs, see results/bench/README.md)
+    "hamr_exact_over_ce": 2.5,
+    "authors_over_hamr_exact": 5.0,
+    "cheapest_over_ce": 1.3,
+    "memory_exact_over_ce": 2.0,
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["sst5", "mit_restaurant"])
+    parser.add_argument("--model", default="minilm", help="a conf/model option")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=4, help="fixed batches per variant and repetition")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
+    parser.add_argument("--memory-variants", nargs="+", choices=VARIANTS, help="probe only these (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: one variant, print peak RSS
+    parser.add_argument("--dataset", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def subset(split, indices):
+    """The examples ``indices`` of a split (hamr.data.records.Split), in that order."""
+    return dataclasses.replace(split, inputs=[split.inputs[int(i)] for i in indices],
+                               targets=[split.targets[int(i)] for i in indices])
+
+
+class Bench:
+    """Model, fixed batches and one training method + optimiser per variant, for one dataset."""
+
+    def __init__(self, args: argparse.Namespace, dataset: str, device: torch.device, variants: list[str]):
+        from hamr.algorithm.meta_step import meta_step_authors, scope_parameter_names
+        from hamr.algorithm.method import HamrMethod, endless
+        from hamr.config import compose_train, validate
+        from hamr.data.encode import collator_for, encode_split
+        from hamr.data.prepare import load_dataset_splits
+        from hamr.loop import BaselineMethod
+        from hamr.losses import CrossEntropyLoss
+        from hamr.models import build_model, load_tokenizer
+
+        cfg = compose_train([f"dataset={dataset}", f"model={args.model}", "method=hamr", "logger=none",
+                             f"trainer.max_length={args.max_length}", f"trainer.batch_size={args.batch_size}"])
+        settings = validate(cfg)
+        data = load_dataset_splits(settings.dataset, seed=0)
+        tokenizer = load_tokenizer(settings.model)
+        collate = collator_for(data.task, tokenizer)
+        rng = np.random.default_rng(0)
+        n = args.batch_size * args.batches
+        train = encode_split(subset(data.train, rng.choice(len(data.train), n, replace=False)),
+                             data.task, data.label2id, tokenizer, args.max_length)
+        dev = encode_split(subset(data.dev, rng.choice(len(data.dev), n, replace=len(data.dev) < n)),
+                           data.task, data.label2id, tokenizer, args.max_length)
+        self.batches = [collate(train.features[j:j + args.batch_size]) for j in range(0, n, args.batch_size)]
+        meta_batches = [collate(dev.features[j:j + args.batch_size]) for j in range(0, n, args.batch_size)]
+        self.examples_per_rep = n
+        self.task, self.device = data.task, device
+        torch.manual_seed(0)
+        self.model = build_model(settings.model, data.task, data.label_names).to(device).train()
+        self.model_name = settings.model.name
+        loss = CrossEntropyLoss().to(device)
+        self.methods, self.optimizers = {}, {}
+        for variant in variants:
+            if variant == "ce":
+                method = BaselineMethod(loss, "ce", device)
+            else:
+                every = 4 if variant == "hamr_every4" else 1
+                top = {"hamr_scope2": 2, "hamr_scope0": 0}.get(variant)
+                hp = dataclasses.replace(settings.hamr, meta=dataclasses.replace(settings.hamr.meta, every=every, scope=top))
+                scope = None if top is None else scope_parameter_names(self.model, top)
+                method = HamrMethod(name=variant, loss=loss, hp=hp, ablation=settings.ablation, task=data.task,
+                                    device=device, pool=np.arange(len(train)), n_train=len(train),
+                                    meta_batches=endless(meta_batches), neighbours=None,
+                                    pool_classes=["all"] * len(train), seed=0, scope=scope)
+                if variant == "authors":
+                    method.meta_step_fn = meta_step_authors
+            self.methods[variant] = method
+            self.optimizers[variant] = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
+
+    def run(self, variant: str) -> float:
+        """Seconds for one pass over the fixed batches with ``variant``'s training step."""
+        from hamr.loop import train_step
+
+        method, optimizer = self.methods[variant], self.optimizers[variant]
+        if hasattr(method, "steps"):
+            method.steps = 0  # every pass starts with a meta step (hamr.meta.every)
+        self._sync()
+        start = time.perf_counter()
+        for batch in self.batches:
+            train_step(self.model, method, batch, optimizer, None, grad_clip=1.0)
+        self._sync()
+        seconds = time.perf_counter() - start
+        if hasattr(method, "end_epoch"):
+            method._pending_hardness, method._epoch_weights, method._epoch_meta_losses = [], [], []
+        return seconds
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def memory_probe(args: argparse.Namespace) -> None:
+    """Child process: build one variant, run two passes, print peak RSS (MB) as JSON."""
+    bench = Bench(args, args.dataset, torch.device("cpu"), [args.memory_probe])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for _ in range(2):
+        bench.run(args.memory_probe)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak, "rss_before_steps_mb": before}))
+
+
+def measure_memory(args: argparse.Namespace, dataset: str, variant: str, bench: Bench) -> dict:
+    if bench.device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(bench.device)
+        bench.run(variant)
+        return {"peak_cuda_mb": torch.cuda.max_memory_allocated(bench.device) / 2**20}
+    command = [sys.executable, __file__, "--memory-probe", variant, "--dataset", dataset, "--model", args.model,
+               "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+               "--batches", str(args.batches)] + (["--threads", str(args.threads)] if args.threads else [])
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def bench_dataset(args: argparse.Namespace, dataset: str, device: torch.device) -> dict:
+    bench = Bench(args, dataset, device, args.variants)
+    times: dict[str, list[float]] = {v: [] for v in args.variants}
+    for rep in range(args.warmup + args.reps):
+        order = args.variants[rep % len(args.variants):] + args.variants[:rep % len(args.variants)]
+        for variant in order:
+            seconds = bench.run(variant)
+            if rep >= args.warmup:
+                times[variant].append(seconds)
+        print(f"{dataset}: repetition {rep + 1}/{args.warmup + args.reps}"
+              f"{' (warm-up)' if rep < args.warmup else ''}", file=sys.stderr, flush=True)
+    rows = {}
+    for variant in args.variants:
+        ratios = [t / c for t, c in zip(times[variant], times["ce"])] if "ce" in times else []
+        rows[variant] = {
+            "description": DESCRIPTIONS[variant],
+            "seconds_per_step_median": statistics.median(times[variant]) / len(bench.batches),
+            "examples_per_second": bench.examples_per_rep / statistics.median(times[variant]),
+            "ratio_to_ce_median": statistics.median(ratios) if ratios else None,
+            "ratio_to_ce_min": min(ratios) if ratios else None,
+            "ratio_to_ce_max": max(ratios) if ratios else None,
+            "seconds_per_pass": times[variant],
+        }
+    if not args.no_memory:
+        for variant in args.memory_variants or args.variants:
+            rows[variant].update(measure_memory(args, dataset, variant, bench))
+    return {"task": bench.task, "model": bench.model_name, "variants": rows}
+
+
+def target_lines(results: dict) -> list[str]:
+    """Issue 4's step targets, each with the measured number and whether it is met."""
+    lines = []
+    memory_key = "peak_cuda_mb" if results["device"].startswith("cuda") else "peak_rss_mb"
+    for dataset, result in results["datasets"].items():
+        rows = result["variants"]
+        ratio = {v: r["ratio_to_ce_median"] for v, r in rows.items()}
+        if "hamr_exact" in ratio and ratio["hamr_exact"] is not None:
+            value = ratio["hamr_exact"]
+            lines.append(f"| {dataset} | HAMR exact step / CE step | <= {TARGETS['hamr_exact_over_ce']} | "
+                         f"{value:.2f} | {'met' if value <= TARGETS['hamr_exact_over_ce'] else 'not met'} |")
+        if "authors" in ratio and "hamr_exact" in ratio and ratio["hamr_exact"]:
+            value = ratio["authors"] / ratio["hamr_exact"]
+            lines.append(f"| {dataset} | authors' step / HAMR exact step | >= {TARGETS['authors_over_hamr_exact']} | "
+                         f"{value:.2f} | {'met' if value >= TARGETS['authors_over_hamr_exact'] else 'not met'} |")
+        cheap = {v: r for v, r in ratio.items() if v not in ("ce", "hamr_exact", "authors") and r is not None}
+        if cheap:
+            best = min(cheap, key=cheap.get)
+            lines.append(f"| {dataset} | cheapest mode ({best}) / CE step | <= {TARGETS['cheapest_over_ce']} | "
+                         f"{cheap[best]:.2f} | {'met' if cheap[best] <= TARGETS['cheapest_over_ce'] else 'not met'} "
+                         "(speed only; dev Macro-F1 within a seed-std: see README) |")
+        if memory_key in rows.get("ce", {}) and memory_key in rows.get("hamr_exact", {}):
+            value = rows["hamr_exact"][memory_key] / rows["ce"][memory_key]
+            lines.append(f"| {dataset} | peak memory HAMR exact / CE ({memory_key}) | <= "
+                         f"{TARGETS['memory_exact_over_ce']} | {value:.2f} | "
+                         f"{'met' if value <= TARGETS['memory_exact_over_ce'] else 'not met'} |")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Training-step benchmark ({results['device']})", "",
+             f"Command: `{results['command']}`  ", f"Date: {results['date']}; machine: {results['machine']}; "
+             f"torch {results['torch']}; batch {results['batch_size']}, max length {results['max_length']}, "
+             f"{results['batches']} fixed batches x {results['reps']} interleaved repetitions "
+             f"(+{results['warmup']} warm-up).", "",
+             "Ratios are medians over repetitions of (variant time / CE time in the same repetition); "
+             "min-max in brackets. Absolute times drift with the machine, the ratios much less.", ""]
+    for dataset, result in results["datasets"].items():
+        memory_key = "peak_cuda_mb" if results["device"].startswith("cuda") else "peak_rss_mb"
+        lines += [f"## {dataset} ({result['task']}, {result['model']})", "",
+                  f"| variant | s/step | examples/s | / CE step | {memory_key} |", "|---|---|---|---|---|"]
+        for variant, row in result["variants"].items():
+            ratio = row["ratio_to_ce_median"]
+            spread = f"{ratio:.2f} [{row['ratio_to_ce_min']:.2f}-{row['ratio_to_ce_max']:.2f}]" if ratio else "-"
+            memory = f"{row[memory_key]:.0f}" if memory_key in row else "-"
+            lines.append(f"| {variant} | {row['seconds_per_step_median']:.3f} | {row['examples_per_second']:.1f} | "
+                         f"{spread} | {memory} |")
+        lines += [""] + [f"- `{v}`: {DESCRIPTIONS[v]}" for v in result["variants"]] + [""]
+    lines += ["## Targets (issue 4)", "", "| dataset | quantity | target | measured | |", "|---|---|---|---|---|",
+              *target_lines(results), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        memory_probe(args)
+        return
+    from hamr.results import atomic_write_bytes
+
+    device = pick_device(args.device)
+    started = time.time()
+    results = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "device": str(device),
+        "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                    else f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"),
+        "torch": torch.__version__, "batch_size": args.batch_size, "max_length": args.max_length,
+        "batches": args.batches, "reps": args.reps, "warmup": args.warmup,
+        "datasets": {dataset: bench_dataset(args, dataset, device) for dataset in args.datasets},
+    }
+    results["seconds"] = time.time() - started
+    stem = args.out / f"step_{device.type}"
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(results, indent=2).encode())
+    text = markdown(results)
+    atomic_write_bytes(stem.with_suffix(".md"), text.encode())
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end at toy size and write what the README quotes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def run_script(name: str, *args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], check=True, cwd=ROOT,
+                   capture_output=True, text=True)
+
+
+def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
+    run_script("bench_step.py", "--model", "tiny_random", "--datasets", "sst5", "--variants", "ce", "hamr_exact",
+               "hamr_every4", "authors", "--reps", "2", "--warmup", "0", "--batches", "2", "--max-length", "32",
+               "--memory-variants", "ce", "hamr_exact", "--out", str(tmp_path))
+    results = json.loads((tmp_path / "step_cpu.json").read_text())
+    rows = results["datasets"]["sst5"]["variants"]
+    assert rows["ce"]["ratio_to_ce_median"] == 1.0
+    assert all(len(r["seconds_per_pass"]) == 2 and r["ratio_to_ce_median"] > 0 for r in rows.values())
+    assert rows["hamr_exact"]["peak_rss_mb"] >= rows["hamr_exact"]["rss_before_steps_mb"] > 0
+    text = (tmp_path / "step_cpu.md").read_text()
+    assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
+
+
+def test_knn_benchmark_builds_refreshes_and_measures_recall(tmp_path):
+    run_script("bench_knn.py", "--sizes", "1500", "3000", "--exact-max", "2000", "--dim", "32", "--centres", "50",
+               "--recall-sample", "200", "--authors-sample", "100", "--out", str(tmp_path))
+    rows = json.loads((tmp_path / "knn.json").read_text())["sizes"]
+    assert [r["index"] for r in rows] == ["flat", "hnsw"]
+    assert rows[0]["recall_at_k"] == 1.0 and rows[1]["recall_at_k"] >= 0.9
+    assert rows[1]["authors_refresh_extrapolated"] and rows[1]["refresh_seconds_median"] > 0
+    assert "| 3,000 | hnsw |" in (tmp_path / "knn.md").read_text()
