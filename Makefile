@@ -5,7 +5,29 @@ BIN := $(VENV)/bin
 export HAMR_DATA_DIR ?= $(CURDIR)/data
 ARGS ?=
 
-.PHONY: help install test test-all lint train demo bench clean
+# --- make reproduce-table PROFILE=cpu|paper|smoke [FORCE=1] [LAUNCHER=basic|parallel|slurm] [SWEEP_ARGS=...]
+PROFILE ?= cpu
+LAUNCHER ?= basic
+FORCE ?=
+SWEEP_ARGS ?=
+MAIN_DATASETS := bionlp2004,tweetner7_2020,mit_restaurant,hurricane_irma_2017,cyclone_idai_2019,sst5
+ABLATION_DATASETS := bionlp2004,hurricane_irma_2017
+SEEDS_paper := 1,2,3
+SEEDS_cpu := 1,2,3
+SEEDS_smoke := 1,2
+RESULTS_paper := results/table_paper
+RESULTS_cpu := results/table_cpu
+RESULTS_smoke := outputs/table_smoke
+TABLES_paper := results/tables_paper
+TABLES_cpu := results/tables
+TABLES_smoke := outputs/table_smoke/tables
+SEEDS ?= $(SEEDS_$(PROFILE))
+RESULTS ?= $(RESULTS_$(PROFILE))
+TABLES ?= $(TABLES_$(PROFILE))
+SWEEP := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
+	paths.results_dir=$(abspath $(RESULTS)) trainer.seed=$(SEEDS) $(if $(FORCE),force=true) $(SWEEP_ARGS)
+
+.PHONY: help install test test-all lint train demo bench reproduce-table tables clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -34,6 +56,18 @@ demo:  ## a smoke-sized run of every baseline loss on Cyclone-Idai (a minute or 
 bench:  ## speed benchmarks: training step (CE vs HAMR modes vs the authors' step) and the k-NN graph -> results/bench/
 	$(BIN)/python scripts/bench_step.py $(ARGS)
 	$(BIN)/python scripts/bench_knn.py
+
+reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default) | paper (GPU) | smoke; resumes, FORCE=1 reruns
+	@status=0; \
+	$(SWEEP) method=baseline baseline_loss=ce,focal,dice,icf dataset=$(MAIN_DATASETS) || status=1; \
+	$(SWEEP) method=hamr ablation=full dataset=$(MAIN_DATASETS) || status=1; \
+	$(SWEEP) method=hamr ablation=no_resampling,no_meta_weight,no_neighbor_boost dataset=$(ABLATION_DATASETS) || status=1; \
+	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --profile $(PROFILE) || status=1; \
+	if [ $$status -ne 0 ]; then echo "reproduce-table: some jobs failed; tables show what finished" >&2; fi; \
+	exit $$status
+
+tables:  ## rebuild the tables and figures from finished runs: make tables PROFILE=cpu
+	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --profile $(PROFILE)
 
 clean:  ## remove run folders and caches (never results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

@@ -71,6 +71,27 @@ def test_same_seed_same_result_on_cpu(tmp_path, data_dir, compose_cfg, monkeypat
     assert results[0]["history"][0]["train_loss"] == results[1]["history"][0]["train_loss"]
 
 
+def test_a_finished_configuration_is_skipped_unless_forced_or_changed(tmp_path, data_dir, compose_cfg, monkeypatch):
+    import hamr.train as train
+
+    monkeypatch.setenv("HAMR_DATA_DIR", str(data_dir))
+    base = ["debug=smoke", "model=tiny_random", "dataset.max_train_examples=32", f"paths.results_dir={tmp_path}",
+            "trainer.progress_bar=false"]
+    first = train.run(compose_cfg(base, output_dir=tmp_path / "a"))
+    metrics_file = tmp_path / "runs" / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json"
+    stamp = metrics_file.stat().st_mtime_ns
+    built = []
+    real_build = train.build_model
+    monkeypatch.setattr(train, "build_model", lambda *a: built.append(a) or real_build(*a))
+    # same configuration, another output folder and logger: skipped before any model is built
+    again = train.run(compose_cfg([*base, "logger=wandb", "logger.mode=disabled"], output_dir=tmp_path / "b"))
+    assert again == first and built == [] and metrics_file.stat().st_mtime_ns == stamp
+    train.run(compose_cfg([*base, "force=true"], output_dir=tmp_path / "c"))
+    assert len(built) == 1 and metrics_file.stat().st_mtime_ns != stamp
+    changed = train.run(compose_cfg([*base, "trainer.lr=1e-4"], output_dir=tmp_path / "d"))
+    assert len(built) == 2 and changed["config"]["trainer"]["lr"] == 1e-4
+
+
 def test_select_last_uses_the_last_epoch(tmp_path, data_dir, compose_cfg, monkeypatch):
     from hamr.train import run
 
@@ -108,3 +129,16 @@ def test_every_ablation_runs(tmp_path, data_dir):
         b_means[ablation] = metrics["history"][0]["b_mean"]
     assert b_means["no_resampling"] == b_means["no_neighbor_boost"] == 0.0
     assert b_means["full"] > 0 and b_means["no_meta_weight"] > 0
+
+
+def test_optuna_preset_tunes_hamr_on_dev(tmp_path, data_dir):
+    proc = train_cli("-m", "experiment=tune_hamr", "debug=smoke", "model=tiny_random", "dataset.max_train_examples=48",
+                     "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}/sweep", f"paths.results_dir={tmp_path}",
+                     "trainer.progress_bar=false", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    best = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
+    assert "best_params" in best and "hamr.tau" in best
+    trials = list(tmp_path.glob("runs/cyclone_idai_2019/hamr_full/*/metrics.json"))
+    assert len(trials) == 2  # one folder per sampled configuration, none overwritten
+    assert max(json.loads(t.read_text())["dev_macro_f1"] for t in trials) == pytest.approx(
+        float(best.split("best_value:")[1].split()[0]))

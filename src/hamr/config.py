@@ -132,6 +132,7 @@ class PathsConfig:
     root_dir: str = "."
     data_dir: str = MISSING  # default data/, or $HAMR_DATA_DIR
     results_dir: str = MISSING  # metrics.json and predictions land under <results_dir>/runs/
+    run_dir: str = MISSING  # this run's folder: <results_dir>/runs/<dataset>/<method>/seed=<n>
     output_dir: str = MISSING  # Hydra's run folder: logs, checkpoints, wandb
     cache_dir: str = MISSING  # embeddings and tokenised data
 
@@ -232,6 +233,7 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     experiment_name: str = "default"  # groups runs in W&B
     tags: list[str] = field(default_factory=list)
+    force: bool = False  # rerun even when the run folder already holds metrics.json for this config
 
 
 def register_configs() -> None:

@@ -7,6 +7,7 @@ so that Hydra sweepers can optimise it.
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import time
@@ -37,9 +38,40 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# Keys that do not change a run's result: a finished run whose config differs only here is reused.
+VOLATILE_KEYS = ("paths", "logger", "force", "experiment_name", "tags")
+VOLATILE_TRAINER_KEYS = ("progress_bar", "num_threads", "device", "eval_batch_size")
+
+
+def result_relevant(config: dict) -> dict:
+    """The parts of a resolved config that decide the result (for resuming sweeps)."""
+    kept = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
+    kept["trainer"] = {k: v for k, v in kept.get("trainer", {}).items() if k not in VOLATILE_TRAINER_KEYS}
+    return kept
+
+
+def finished_run(run_dir: Path, resolved: dict) -> dict | None:
+    """The metrics of a finished run of the same configuration in ``run_dir``, if there is one."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    if result_relevant(metrics.get("config", {})) != result_relevant(resolved):
+        log.warning("%s holds a run of another configuration: it is rerun and replaced", path)
+        return None
+    return metrics
+
+
 def run(cfg: DictConfig) -> dict:
-    """Train and evaluate one configuration; returns the metrics written to metrics.json."""
+    """Train and evaluate one configuration; returns the metrics written to metrics.json. A run
+    whose metrics.json already exists for the same configuration is not repeated (``force=true``
+    repeats it), so an interrupted sweep resumes where it stopped."""
     settings = validate(cfg)  # every range check, before any data or model is touched
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    run_dir = Path(settings.paths.run_dir)
+    if not settings.force and (done := finished_run(run_dir, resolved)) is not None:
+        log.info("skipped: %s is finished (force=true reruns it)", run_dir / "metrics.json")
+        return done
     commit = git_commit()  # the code as it is when the run starts
     ds, tr = settings.dataset, settings.trainer
     loss = instantiate(cfg.baseline_loss)
@@ -73,8 +105,6 @@ def run(cfg: DictConfig) -> dict:
     scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
 
-    run_dir = Path(settings.paths.results_dir) / "runs" / ds.name / settings.method.name / f"seed={tr.seed}"
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = [ds.name, settings.method.name, f"seed={tr.seed}", settings.model.name, *settings.tags]
     tracker = make_tracker(settings.logger, resolved, f"{ds.name}/{settings.method.name}/seed={tr.seed}",
                            tags, settings.logger.dir or settings.paths.output_dir)
@@ -99,6 +129,7 @@ def run(cfg: DictConfig) -> dict:
         "dev_macro_f1": dev_scores["macro_f1"], "test_macro_f1": test_scores["macro_f1"],
         "selected_epoch": result.best_epoch if tr.select == "best" else tr.epochs, "select": tr.select,
         "train_class_counts": task_data.class_counts("train"), "n_train": len(task_data.train),
+        "label_names": task_data.label_names,
         "dev": dev_scores, "test": test_scores, "history": result.history,
         "train_seconds": result.train_seconds,
         "train_examples_per_second": result.train_examples / max(result.train_seconds, 1e-9),

@@ -1,0 +1,74 @@
+"""`make reproduce-table PROFILE=smoke`: the whole grid at toy size, its tables and figures, and a
+second invocation that skips every finished run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+N_JOBS = 6 * 4 * 2 + 6 * 2 + 2 * 3 * 2  # main baselines + HAMR + ablations, 2 seeds
+
+
+def make_table(results: Path, data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HAMR_DATA_DIR": str(data_dir), "WANDB_MODE": "offline", "WANDB_DIR": str(results)}
+    return subprocess.run(["make", "reproduce-table", "PROFILE=smoke", f"BIN={Path(sys.executable).parent}",
+                           f"RESULTS={results}", f"TABLES={results}/tables", *extra], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def smoke_grid(tmp_path_factory, data_dir):
+    results = tmp_path_factory.mktemp("table_smoke")
+    proc = make_table(results, data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return results
+
+
+def test_smoke_grid_builds_both_tables_and_the_figures(smoke_grid):
+    assert len(list(smoke_grid.glob("runs/*/*/seed=*/metrics.json"))) == N_JOBS
+    main = (smoke_grid / "tables" / "main.md").read_text()
+    for name in ("BioNLP", "TweetNER7-2020", "MIT-Restaurant", "Irma17", "Idai19", "SST-5"):
+        assert f"| {name} " in main
+    assert "missing" not in main and "failed" not in main and "(n=2)" in main
+    ablation = (smoke_grid / "tables" / "ablation.md").read_text()
+    assert "w/o neighbourhood boost" in ablation and "missing" not in ablation
+    for stem in ("main", "ablation"):
+        assert (smoke_grid / "tables" / f"{stem}.csv").is_file() and "\\begin{tabular}" in \
+            (smoke_grid / "tables" / f"{stem}.tex").read_text()
+    significance = json.loads((smoke_grid / "tables" / "significance.json").read_text())
+    assert len(significance) == 6 and all(0 <= s["p_value"] <= 1 and s["seeds"] == [1, 2] for s in significance)
+    for figure in ("per_class_f1", "weight_curve", "sampling_share"):
+        assert (smoke_grid / "figures" / f"{figure}.png").stat().st_size > 1000
+    assert list(smoke_grid.glob("wandb/offline-run-*"))  # the summary run with tables and figures
+
+
+def test_a_second_invocation_skips_every_finished_run(smoke_grid, data_dir):
+    stamps = {p: p.stat().st_mtime_ns for p in smoke_grid.glob("runs/*/*/seed=*/metrics.json")}
+    proc = make_table(smoke_grid, data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.stdout + proc.stderr).count("skipped: ") == N_JOBS
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_missing_and_failed_cells_are_marked_not_zero(smoke_grid, tmp_path):
+    copy = tmp_path / "results"
+    shutil.copytree(smoke_grid / "runs", copy / "runs")
+    for seed in (1, 2):
+        (copy / "runs" / "sst5" / "dice" / f"seed={seed}" / "metrics.json").unlink()
+        failed = copy / "runs" / "bionlp2004" / "hamr_full" / f"seed={seed}"
+        (failed / "metrics.json").unlink()
+        (failed / "error.json").write_text(json.dumps({"exception": "RuntimeError: boom"}))
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_tables.py"), str(copy), "--out", str(copy / "tables"),
+                    "--no-wandb", "--resamples", "100"], check=True, capture_output=True, cwd=ROOT)
+    rows = {line.split("|")[1].strip(): line for line in (copy / "tables" / "main.md").read_text().splitlines()
+            if line.startswith("| ")}
+    assert "missing" in rows["SST-5"].split("|")[4]  # the Dice column
+    assert "failed" in rows["BioNLP"].split("|")[6]  # the HAMR column
