@@ -142,3 +142,29 @@ def test_optuna_preset_tunes_hamr_on_dev(tmp_path, data_dir):
     assert len(trials) == 2  # one folder per sampled configuration, none overwritten
     assert max(json.loads(t.read_text())["dev_macro_f1"] for t in trials) == pytest.approx(
         float(best.split("best_value:")[1].split()[0]))
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cyclone_idai_2019").symlink_to(data_dir / "cyclone_idai_2019")
+    broken = data / "sst5"
+    broken.mkdir()
+    for split in ("train", "test"):
+        (broken / f"{split}.json").symlink_to(data_dir / "sst5" / f"{split}.json")
+    (broken / "dev.json").write_text('[{"text": "fine", "label_text": "neutral"}, {"text": ')
+    proc = train_cli("-m", "debug=smoke", "model=tiny_random", "dataset=sst5,cyclone_idai_2019",
+                     "dataset.max_train_examples=48", f"paths.results_dir={tmp_path}/results",
+                     f"hydra.sweep.dir={tmp_path}/sweep", "trainer.progress_bar=false", data_dir=data)
+    assert proc.returncode != 0  # the sweep reports the failure at its end ...
+    runs = tmp_path / "results" / "runs"
+    assert (runs / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json").is_file()  # ... after the other job ran
+    error = json.loads((runs / "sst5" / "ce" / "seed=42" / "error.json").read_text())
+    assert "dev.json" in error["exception"] and error["config"]["dataset"]["name"] == "sst5"
+    assert not (runs / "sst5" / "ce" / "seed=42" / "metrics.json").exists()
+    tables = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_tables.py"), str(tmp_path / "results"),
+                             "--out", str(tmp_path / "tables"), "--no-wandb", "--resamples", "10"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert tables.returncode == 0, tables.stderr
+    sst5 = next(line for line in (tmp_path / "tables" / "main.md").read_text().splitlines() if line.startswith("| SST-5"))
+    assert sst5.split("|")[2].strip() == "failed"

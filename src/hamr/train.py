@@ -11,10 +11,13 @@ import json
 import logging
 import resource
 import time
+import traceback
 from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler, set_seed
@@ -26,7 +29,7 @@ from hamr.data.records import DataError
 from hamr.evaluation import compact_predictions, predict, score
 from hamr.loop import RunContext, fit
 from hamr.models import build_model, load_tokenizer
-from hamr.results import git_commit, write_run
+from hamr.results import atomic_write_json, git_commit, write_run
 from hamr.tracking import make_tracker
 
 log = logging.getLogger("hamr.train")
@@ -140,6 +143,7 @@ def run(cfg: DictConfig) -> dict:
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "config": resolved,
     }
     path = write_run(run_dir, metrics, compact_predictions(task_data, task_data.test, test_predictions))
+    (run_dir / "error.json").unlink(missing_ok=True)  # an earlier failure of this run is superseded
     tracker.summary({k: metrics[k] for k in ("dev_macro_f1", "test_macro_f1", "selected_epoch", "train_seconds")})
     tracker.table("per_class_f1", ["class", "dev_f1", "test_f1", "test_support"],
                   [[c, dev_scores["per_class_f1"].get(c, 0.0), f1, test_scores["support"][c]]
@@ -149,11 +153,36 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
+def record_failure(cfg: DictConfig, err: Exception) -> Path | None:
+    """Write ``error.json`` (config, exception, traceback tail) into the run folder, so that a
+    sweep's table shows the cell as failed; metrics.json is never written for a failed run."""
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        path = Path(resolved["paths"]["run_dir"]) / "error.json"
+        atomic_write_json(path, {"exception": f"{type(err).__name__}: {err}",
+                                 "traceback": traceback.format_exc().splitlines()[-30:],
+                                 "failed_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "config": resolved})
+        return path
+    except Exception:  # noqa: BLE001 - never hide the original error
+        return None
+
+
 def _hydra_entry(cfg: DictConfig) -> float:
+    """One job. A single run stops on bad input with one line; in a multirun every failure is
+    recorded in the job's error.json, Hydra goes on with the other jobs and exits non-zero at the end."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return run(cfg)["dev_macro_f1"]
     except (ConfigError, DataError) as err:  # the user's input: one line, no traceback
-        raise SystemExit(f"error: {err}") from None
+        if not multirun:
+            raise SystemExit(f"error: {err}") from None
+        path = record_failure(cfg, err)
+        log.error("job failed: %s (details: %s)", err, path)
+        raise RuntimeError(f"error: {err}") from None
+    except Exception as err:
+        path = record_failure(cfg, err)
+        log.error("job failed: %s: %s%s", type(err).__name__, err, f" (details: {path})" if path else "")
+        raise
 
 
 def main() -> None:
