@@ -21,9 +21,13 @@ RESULTS_smoke := outputs/table_smoke
 TABLES_paper := results/tables_paper
 TABLES_cpu := results/tables
 TABLES_smoke := outputs/table_smoke/tables
+FIGURES_paper := results/figures_paper
+FIGURES_cpu := results/figures
+FIGURES_smoke := outputs/table_smoke/figures
 SEEDS ?= $(SEEDS_$(PROFILE))
 RESULTS ?= $(RESULTS_$(PROFILE))
 TABLES ?= $(TABLES_$(PROFILE))
+FIGURES ?= $(if $(filter command line,$(origin TABLES)),$(TABLES)/../figures,$(FIGURES_$(PROFILE)))
 SWEEP := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
 	paths.results_dir=$(abspath $(RESULTS)) trainer.seed=$(SEEDS) $(if $(FORCE),force=true) $(SWEEP_ARGS)
 
@@ -62,12 +66,12 @@ reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default)
 	$(SWEEP) method=baseline baseline_loss=ce,focal,dice,icf dataset=$(MAIN_DATASETS) || status=1; \
 	$(SWEEP) method=hamr ablation=full dataset=$(MAIN_DATASETS) || status=1; \
 	$(SWEEP) method=hamr ablation=no_resampling,no_meta_weight,no_neighbor_boost dataset=$(ABLATION_DATASETS) || status=1; \
-	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --profile $(PROFILE) || status=1; \
+	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE) || status=1; \
 	if [ $$status -ne 0 ]; then echo "reproduce-table: some jobs failed; tables show what finished" >&2; fi; \
 	exit $$status
 
 tables:  ## rebuild the tables and figures from finished runs: make tables PROFILE=cpu
-	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --profile $(PROFILE)
+	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE)
 
 clean:  ## remove run folders and caches (never results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

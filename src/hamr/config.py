@@ -98,9 +98,11 @@ class TrainerConfig:
     seqeval_mode: str = "default"  # default: conlleval-compatible (authors) | strict: IOB2
     num_threads: int | None = None  # torch CPU threads; null keeps torch's default
     progress_bar: bool = True
+    max_skip_share: float = 0.05  # abort when more than this share of steps had a non-finite loss/gradient
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "trainer.epochs", ">= 1", self.epochs)
+        _check(0 <= self.max_skip_share < 1, "trainer.max_skip_share", "[0, 1)", self.max_skip_share)
         _check(self.lr > 0, "trainer.lr", "> 0", self.lr)
         _check(self.weight_decay >= 0, "trainer.weight_decay", ">= 0", self.weight_decay)
         _check(0 <= self.warmup_ratio < 1, "trainer.warmup_ratio", "[0, 1)", self.warmup_ratio)

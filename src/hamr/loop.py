@@ -90,28 +90,44 @@ class FitResult:
     last_dev_scores: dict | None = None
     train_seconds: float = 0.0
     train_examples: int = 0
+    steps: int = 0
+    skipped_steps: int = 0  # non-finite loss or gradient: no update
+
+
+class NumericalError(RuntimeError):
+    """Too many training steps had a non-finite loss or gradient."""
 
 
 def train_step(model: torch.nn.Module, method: TrainingMethod, batch: dict, optimizer: torch.optim.Optimizer,
-               scheduler, grad_clip: float) -> torch.Tensor:
-    """One optimiser step on ``batch`` with the method's loss; returns the detached loss (no host sync)."""
+               scheduler, grad_clip: float) -> torch.Tensor | None:
+    """One optimiser step on ``batch`` with the method's loss; returns the detached loss, or None
+    when the loss or the gradient norm is not finite and the update was skipped (one host sync
+    per step for that check, as torch.amp's GradScaler does)."""
     loss = method.batch_loss(model, batch)
     loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
+    finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
+    if finite:
+        optimizer.step()
+    else:
+        largest = max((p.detach().abs().max().item() for p in model.parameters()), default=float("nan"))
+        log.warning("non-finite step skipped: loss %s, gradient norm %s, largest |parameter| %.3g",
+                    loss.item(), grad_norm.item(), largest)
     if scheduler is not None:
-        scheduler.step()
+        scheduler.step()  # the schedule keeps its length whether or not the step was skipped
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
+    return loss.detach() if finite else None
 
 
 def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit, collate,
         optimizer: torch.optim.Optimizer, scheduler, *, epochs: int, batch_size: int,
         grad_clip: float, seed: int, evaluate_dev: Callable[[], dict],
-        log_metrics: Callable[[dict, int], None], progress_bar: bool = True) -> FitResult:
+        log_metrics: Callable[[dict, int], None], progress_bar: bool = True,
+        max_skip_share: float = 0.05, min_steps_before_abort: int = 20) -> FitResult:
     """Train for ``epochs``; after each, score dev with ``evaluate_dev`` (returns scores with
-    ``macro_f1``) and keep a copy of the best-dev model state."""
+    ``macro_f1``) and keep a copy of the best-dev model state. Steps with a non-finite loss or
+    gradient are skipped and counted; when more than ``max_skip_share`` of the steps so far (at
+    least ``min_steps_before_abort`` counted) were skipped, :class:`NumericalError` stops the run."""
     result = FitResult()
     generator = torch.Generator().manual_seed(seed)
     step = 0
@@ -126,10 +142,19 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
                    dynamic_ncols=True, leave=False)
         for batch in bar:
             detached = train_step(model, method, batch, optimizer, scheduler, grad_clip)
+            step += 1
+            result.steps = step
+            if detached is None:
+                result.skipped_steps += 1
+                if result.skipped_steps > max_skip_share * max(step, min_steps_before_abort):
+                    raise NumericalError(
+                        f"{result.skipped_steps} of {step} training steps had a non-finite loss or gradient "
+                        f"(more than trainer.max_skip_share={max_skip_share}); lower trainer.lr "
+                        f"(the learning rate is {optimizer.param_groups[0]['lr']:.3g} now) or check the data")
+                continue
             running = detached if running is None else 0.98 * running + 0.02 * detached
             seen += len(batch["labels"])
-            step += 1
-            if step % 10 == 0:  # one host sync every 10 steps, not every step
+            if step % 10 == 0:  # the progress bar's loss: a host read every 10 steps only
                 bar.set_postfix(loss=f"{running.item():.4f}")
         epoch_seconds = time.perf_counter() - start
         result.train_seconds += epoch_seconds
@@ -139,6 +164,7 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
         row = {"epoch": epoch + 1, "train_loss": float(running) if running is not None else float("nan"),
                "dev_macro_f1": dev["macro_f1"], "dev_micro_f1": dev["micro_f1"],
                "epoch_seconds": epoch_seconds, "examples_per_second": seen / max(epoch_seconds, 1e-9),
+               "skipped_steps": result.skipped_steps,
                **diagnostics}
         result.history.append(row)
         log_metrics(row, step)

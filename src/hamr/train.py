@@ -27,7 +27,7 @@ from hamr.data.encode import IGNORE_INDEX, collator_for, encode_split_cached
 from hamr.data.prepare import load_dataset_splits
 from hamr.data.records import DataError
 from hamr.evaluation import compact_predictions, predict, score
-from hamr.loop import RunContext, fit
+from hamr.loop import NumericalError, RunContext, fit
 from hamr.models import build_model, load_tokenizer
 from hamr.results import atomic_write_json, git_commit, write_run
 from hamr.tracking import make_tracker
@@ -121,7 +121,8 @@ def run(cfg: DictConfig) -> dict:
     started = time.time()
     result = fit(model, method, encoded["train"], collate, optimizer, scheduler, epochs=tr.epochs,
                  batch_size=tr.batch_size, grad_clip=tr.grad_clip, seed=tr.seed,
-                 evaluate_dev=lambda: evaluate("dev")[0], log_metrics=tracker.log, progress_bar=tr.progress_bar)
+                 evaluate_dev=lambda: evaluate("dev")[0], log_metrics=tracker.log, progress_bar=tr.progress_bar,
+                 max_skip_share=tr.max_skip_share)
     if tr.select == "best":
         model.load_state_dict(result.best_state)
     dev_scores = result.best_dev_scores if tr.select == "best" else result.last_dev_scores
@@ -134,7 +135,8 @@ def run(cfg: DictConfig) -> dict:
         "train_class_counts": task_data.class_counts("train"), "n_train": len(task_data.train),
         "label_names": task_data.label_names,
         "dev": dev_scores, "test": test_scores, "history": result.history,
-        "train_seconds": result.train_seconds,
+        "train_seconds": result.train_seconds, "steps": result.steps, "skipped_steps": result.skipped_steps,
+        "skipped_meta_steps": getattr(method, "skipped_meta_steps", 0),
         "train_examples_per_second": result.train_examples / max(result.train_seconds, 1e-9),
         "wall_seconds": time.time() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -173,7 +175,7 @@ def _hydra_entry(cfg: DictConfig) -> float:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return run(cfg)["dev_macro_f1"]
-    except (ConfigError, DataError) as err:  # the user's input: one line, no traceback
+    except (ConfigError, DataError, NumericalError) as err:  # the user's input: one line, no traceback
         if not multirun:
             raise SystemExit(f"error: {err}") from None
         path = record_failure(cfg, err)

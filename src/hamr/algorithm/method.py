@@ -64,6 +64,7 @@ class HamrMethod:
         self.scope = scope  # parameter names of the virtual step; None = all (exact)
         self.meta_step_fn = meta_step  # the benchmark swaps in the authors' step for comparison
         self.steps = 0
+        self.skipped_meta_steps = 0
         torch.manual_seed(seed)
         self.weight_net = WeightNet(hp.weight_net_hidden).to(device)
         self.weight_optimizer = torch.optim.Adam(self.weight_net.parameters(), lr=hp.weight_net_lr,
@@ -146,11 +147,18 @@ class HamrMethod:
                                    model_inputs(meta_batch, self.device), meta_batch["labels"].to(self.device),
                                    example_loss=self.example_loss, meta_loss=self.meta_loss,
                                    inner_lr=self.hp.inner_lr, clip=clip, scope=self.scope)
-            for parameter, grad in zip(self.weight_net.parameters(), result.weight_net_grads):
-                parameter.grad = grad
-            self.weight_optimizer.step()
-            self.weight_optimizer.zero_grad(set_to_none=True)
-            self._epoch_meta_losses.append(result.meta_loss)
+            grads = result.weight_net_grads
+            finite = bool(torch.isfinite(result.meta_loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all())
+            if finite:  # else f_θ keeps its parameters for this step (counted, reported in metrics.json)
+                for parameter, grad in zip(self.weight_net.parameters(), grads):
+                    parameter.grad = grad
+                self.weight_optimizer.step()
+                self.weight_optimizer.zero_grad(set_to_none=True)
+                self._epoch_meta_losses.append(result.meta_loss)
+            else:
+                self.skipped_meta_steps += 1
+                log.warning("non-finite meta loss %s or weight-network gradient: meta update skipped",
+                            result.meta_loss.item())
             example_losses, z = result.example_losses, result.z
         else:  # between meta steps (hamr.meta.every > 1): one forward, weights from the current f_θ
             with autocast(self.device, self.precision):
@@ -191,7 +199,7 @@ class HamrMethod:
         row = {"weight_mean": weights.mean().item(), "weight_p10": weights.quantile(0.1).item(),
                "weight_p90": weights.quantile(0.9).item(),
                "meta_loss": torch.stack(self._epoch_meta_losses).mean().item() if self._epoch_meta_losses else float("nan"),
-               "b_mean": float(self.b.mean()), "train_pool": len(self.pool), "h_max_over_mean": float(self.h.max() / self.h.mean())}
+               "b_mean": float(self.b.mean()), "skipped_meta_steps": self.skipped_meta_steps, "train_pool": len(self.pool), "h_max_over_mean": float(self.h.max() / self.h.mean())}
         curve = weight_curve(self.weight_net, Z_GRID.to(self.device)).cpu()
         row.update({f"weight_curve/z={z:+.0f}": float(w) for z, w in zip(Z_GRID.tolist(), curve.tolist())})
         classes = np.asarray(self.pool_classes)

@@ -1,0 +1,82 @@
+"""The training loop's numerical guard: non-finite steps are skipped, counted, and abort the run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hamr.data.encode import EncodedSplit
+from hamr.loop import BaselineMethod, NumericalError, fit
+from hamr.losses import CrossEntropyLoss
+from tests.algorithm.test_meta_step import tiny_model
+from tests.test_train import train_cli
+
+
+class PoisonedMethod(BaselineMethod):
+    """Cross-entropy, except that the listed steps (0-based) return a NaN loss."""
+
+    def __init__(self, poisoned: set[int]):
+        super().__init__(CrossEntropyLoss(), "ce", torch.device("cpu"))
+        self.poisoned, self.calls = poisoned, 0
+
+    def batch_loss(self, model, batch):
+        loss = super().batch_loss(model, batch)
+        self.calls += 1
+        return loss * float("nan") if self.calls - 1 in self.poisoned else loss
+
+
+def data(n=40, length=6):
+    g = torch.Generator().manual_seed(0)
+    features = [{"input_ids": torch.randint(1, 50, (length,), generator=g), "attention_mask": torch.ones(length, dtype=torch.long),
+                 "labels": int(torch.randint(0, 3, (1,), generator=g)), "index": i} for i in range(n)]
+    return EncodedSplit(features, 0)
+
+
+def collate(features):
+    return {k: torch.stack([f[k] for f in features]) if k in ("input_ids", "attention_mask")
+            else torch.tensor([f[k] for f in features]) for k in features[0]}
+
+
+def run_fit(method, max_skip_share=0.2, epochs=2):
+    model = tiny_model().float().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = fit(model, method, data(), collate, optimizer, None, epochs=epochs, batch_size=4, grad_clip=1.0, seed=0,
+                 evaluate_dev=lambda: {"macro_f1": 0.0, "micro_f1": 0.0}, log_metrics=lambda *a: None,
+                 progress_bar=False, max_skip_share=max_skip_share, min_steps_before_abort=10)
+    return result, model, before
+
+
+def test_a_non_finite_step_is_skipped_and_counted_and_training_goes_on():
+    result, model, before = run_fit(PoisonedMethod({3}))
+    assert result.steps == 20 and result.skipped_steps == 1
+    assert result.history[-1]["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_skipped_step_leaves_the_model_and_optimizer_untouched():
+    model = tiny_model().float().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    from hamr.loop import train_step
+
+    before = [p.detach().clone() for p in model.parameters()]
+    assert train_step(model, PoisonedMethod({0}), collate(data(4).features), optimizer, None, 1.0) is None
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p.grad is None for p in model.parameters()) and not optimizer.state
+
+
+def test_too_many_skipped_steps_abort_with_the_count():
+    with pytest.raises(NumericalError, match=r"3 of \d+ training steps had a non-finite loss"):
+        run_fit(PoisonedMethod({1, 2, 3, 4}), max_skip_share=0.2)
+
+
+def test_an_absurd_learning_rate_aborts_the_run_with_one_line(tmp_path, data_dir):
+    proc = train_cli("debug=smoke", "model=tiny_random", "trainer.lr=1e8", "dataset.max_train_examples=200",
+                     f"paths.results_dir={tmp_path}", "trainer.progress_bar=false", data_dir=data_dir)
+    assert proc.returncode != 0
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "training steps had a non-finite loss or gradient" in error
+    assert "trainer.max_skip_share" in error and "lower trainer.lr" in error
+    assert "non-finite step skipped" in proc.stdout + proc.stderr  # the statistics logged at each skip
+    assert not list(tmp_path.glob("**/metrics.json"))
