@@ -37,6 +37,39 @@ CASES = {
                                   r"dev.json: sentence 2: entity type 'ORG' never occurs in train"),
     "empty split": ("cls", lambda d: (d / "dev.json").write_text("[]"), r"dev.json: whole file: the split is empty\. Fix: add examples"),
     "empty NER split": ("ner", lambda d: (d / "test.json").write_text(""), r"test.json: whole file: the split is empty"),
+    "non-UTF-8 bytes (classification)": ("cls", lambda d: (d / "train.json").write_bytes(b'[{"text": "caf\xe9", "label_text": "pos"}]'),
+                                         r"train.json: byte \d+: not UTF-8\. Fix: re-save the file as UTF-8"),
+    "non-UTF-8 bytes (NER)": ("ner", lambda d: (d / "dev.json").write_bytes(b'{"tokens": ["\xff"], "ner_tags": ["O"]}\n'),
+                              r"dev.json: byte \d+: not UTF-8"),
+    "classification file not an array": ("cls", lambda d: (d / "dev.json").write_text('{"text": "x", "label_text": "pos"}'),
+                                         r"dev.json: top level: not a JSON array\. Fix: wrap the records in \[ \.\.\. \]"),
+    "classification record not an object": ("cls", lambda d: (d / "train.json").write_text('["good film", "bad film"]'),
+                                            r"train.json: record 0: not a JSON object"),
+    "missing label_text": ("cls", lambda d: (d / "test.json").write_text(json.dumps([{"text": "x"}])),
+                           r"test.json: record 0: missing string field 'label_text'\. Fix: give every record its class"),
+    "text of the wrong type": ("cls", lambda d: (d / "train.json").write_text(json.dumps([{"text": 5, "label_text": "pos"}])),
+                               r"train.json: record 0: field 'text' is int, not a string"),
+    "empty text": ("cls", lambda d: (d / "dev.json").write_text(json.dumps([{"text": "  ", "label_text": "pos"}])),
+                   r"dev.json: record 0: empty 'text'\. Fix: drop the record or fill in its text"),
+    "single-class training set": ("cls", lambda d: (d / "train.json").write_text(json.dumps(
+        [{"text": "a", "label_text": "pos"}, {"text": "b", "label_text": "pos"}])),
+        r"train.json: whole file: only one class \('pos'\) in the training split"),
+    "invalid JSON in a classification file": ("cls", lambda d: (d / "train.json").write_text('[{"text": "a", "label_text": "pos"},'),
+                                              r"train.json: line 1: invalid JSON"),
+    "tags outside IOB2": ("ner", lambda d: append(d / "train.json", json.dumps({"tokens": ["Bo"], "ner_tags": ["S-PER"]}) + "\n"),
+                          r"train.json: line 3: tag 'S-PER' is not IOB2\. Fix: use O, B-TYPE or I-TYPE"),
+    "tokens not a list of strings": ("ner", lambda d: append(d / "test.json", json.dumps({"tokens": "Ann went", "ner_tags": ["O"]}) + "\n"),
+                                     r"test.json: line 3: field 'tokens' is not a list of strings"),
+    "missing ner_tags": ("ner", lambda d: append(d / "train.json", json.dumps({"tokens": ["a"]}) + "\n"),
+                         r"train.json: line 3: field 'ner_tags' is not a list of strings"),
+    "empty sentence": ("ner", lambda d: append(d / "dev.json", json.dumps({"tokens": [], "ner_tags": []}) + "\n"),
+                       r"dev.json: line 3: empty sentence\. Fix: drop the line"),
+    "no entity in the NER training split": ("ner", lambda d: (d / "train.json").write_text(
+        json.dumps({"tokens": ["a", "b"], "ner_tags": ["O", "O"]}) + "\n"),
+        r"train.json: whole file: no entity span in the training split"),
+    "IOB1 tags in strict mode": ("ner", lambda d: append(d / "test.json", json.dumps({"tokens": ["Bo", "Li"], "ner_tags": ["I-PER", "I-PER"]}) + "\n"),
+                                 r"test.json: sentence 2: 1 I- tags open a span \(IOB1, not IOB2\)\. Fix: convert the tags"),
+    "missing split file": ("cls", lambda d: (d / "test.json").unlink(), r"test.json: file not found\. Fix: point dataset.dir"),
 }
 
 
@@ -48,8 +81,9 @@ def test_bad_input_stops_before_the_model_loads(tmp_path, compose_cfg, monkeypat
     folder = ner_folder(tmp_path) if task == "ner" else cls_folder(tmp_path)
     damage(folder)
     base = "mit_restaurant" if task == "ner" else "sst5"
+    strict = ["trainer.seqeval_mode=strict"] if "strict" in case else []
     cfg = compose_cfg([f"dataset={base}", f"dataset.dir={folder}", f"paths.results_dir={tmp_path}/results",
-                       "logger=none"], output_dir=tmp_path / "out")
+                       "logger=none", *strict], output_dir=tmp_path / "out")
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not load on bad input")
@@ -58,7 +92,7 @@ def test_bad_input_stops_before_the_model_loads(tmp_path, compose_cfg, monkeypat
     monkeypatch.setattr(hamr.train, "load_tokenizer", no_model)
     with pytest.raises(DataError, match=message) as err:
         hamr.train.run(cfg)
-    assert "\n" not in str(err.value) and str(folder) in str(err.value)
+    assert "\n" not in str(err.value) and str(folder) in str(err.value) and "Fix: " in str(err.value)
     assert not (tmp_path / "results").exists()
 
 
@@ -80,3 +114,13 @@ def test_cli_unknown_dataset_lists_the_choices(tmp_path, data_dir):
     proc = train_cli("dataset=sst-5", f"hydra.run.dir={tmp_path}/out", data_dir=data_dir)
     assert proc.returncode != 0
     assert "Could not find 'dataset/sst-5'" in proc.stderr and "sst5" in proc.stderr
+
+
+def test_iob1_tags_are_read_as_conlleval_does_and_counted(tmp_path, caplog):
+    from hamr.data.records import load_task_data
+
+    folder = ner_folder(tmp_path, train=[*GOOD_NER, (["Bo", "Li", "left"], ["I-PER", "I-PER", "O"])])
+    with caplog.at_level("WARNING"):
+        data = load_task_data(folder, "ner", {"train": "train.json", "dev": "dev.json", "test": "test.json"})
+    assert "1 I- tags open a span" in caplog.text and "sentence 2" in caplog.text
+    assert data.class_counts("train") == {"LOC": 1, "PER": 2}

@@ -137,6 +137,7 @@ class PathsConfig:
     run_dir: str = MISSING  # this run's folder: <results_dir>/runs/<dataset>/<method>/seed=<n>
     output_dir: str = MISSING  # Hydra's run folder: logs, checkpoints, wandb
     cache_dir: str = MISSING  # embeddings and tokenised data
+    checkpoint_dir: str = MISSING  # resumable state of unfinished runs (deleted when a run finishes)
 
 
 @dataclass
@@ -236,6 +237,7 @@ class TrainConfig:
     experiment_name: str = "default"  # groups runs in W&B
     tags: list[str] = field(default_factory=list)
     force: bool = False  # rerun even when the run folder already holds metrics.json for this config
+    resume: bool = True  # continue an unfinished run of this config from its checkpoint (false: start afresh)
 
 
 def register_configs() -> None:

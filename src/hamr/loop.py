@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from hamr.checkpoint import Checkpointer, Stopped, rng_states, set_rng_states
 from hamr.data.encode import EncodedSplit, model_inputs
 from hamr.evaluation import autocast
 from hamr.losses import ElementwiseLoss
@@ -39,6 +40,12 @@ class TrainingMethod(Protocol):
 
     def end_epoch(self, epoch: int) -> dict:
         """Work between epochs; returns diagnostics to log."""
+
+    def state_dict(self) -> dict:
+        """The method's own state for checkpoints (empty when it has none)."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output."""
 
 
 @dataclass
@@ -78,6 +85,12 @@ class BaselineMethod:
 
     def end_epoch(self, epoch):
         return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 @dataclass
@@ -119,60 +132,106 @@ def train_step(model: torch.nn.Module, method: TrainingMethod, batch: dict, opti
     return loss.detach() if finite else None
 
 
+def _fit_state(model, optimizer, scheduler, method, generator, result: FitResult, *, epoch: int,
+               batch_in_epoch: int, order: torch.Tensor | None, running, seen: int, epoch_seconds: float) -> dict:
+    """Everything :func:`fit` needs to continue from this step boundary (see hamr.checkpoint)."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "method": method.state_dict() if hasattr(method, "state_dict") else {},
+            "generator": generator.get_state(), "rng": rng_states(), "result": result,
+            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "order": order,
+            "running": running, "seen": seen, "epoch_seconds": epoch_seconds}
+
+
 def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit, collate,
         optimizer: torch.optim.Optimizer, scheduler, *, epochs: int, batch_size: int,
         grad_clip: float, seed: int, evaluate_dev: Callable[[], dict],
         log_metrics: Callable[[dict, int], None], progress_bar: bool = True,
-        max_skip_share: float = 0.05, min_steps_before_abort: int = 20) -> FitResult:
+        max_skip_share: float = 0.05, min_steps_before_abort: int = 20,
+        checkpointer: Checkpointer | None = None) -> FitResult:
     """Train for ``epochs``; after each, score dev with ``evaluate_dev`` (returns scores with
     ``macro_f1``) and keep a copy of the best-dev model state. Steps with a non-finite loss or
     gradient are skipped and counted; when more than ``max_skip_share`` of the steps so far (at
-    least ``min_steps_before_abort`` counted) were skipped, :class:`NumericalError` stops the run."""
+    least ``min_steps_before_abort`` counted) were skipped, :class:`NumericalError` stops the run.
+
+    With a ``checkpointer`` the state is saved at every epoch end and, after SIGTERM/SIGINT, at the
+    next step boundary (then :class:`hamr.checkpoint.Stopped` is raised); a saved state of the same
+    configuration is resumed, giving the same result as an uninterrupted run."""
     result = FitResult()
     generator = torch.Generator().manual_seed(seed)
-    step = 0
+    start_epoch, start_batch, resumed_order, resumed = 0, 0, None, None
+    if checkpointer is not None and (resumed := checkpointer.load()) is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(resumed["scheduler"])
+        if hasattr(method, "load_state_dict"):
+            method.load_state_dict(resumed["method"])
+        generator.set_state(resumed["generator"])
+        set_rng_states(resumed["rng"])
+        result = resumed["result"]
+        start_epoch, start_batch, resumed_order = resumed["epoch"], resumed["batch_in_epoch"], resumed["order"]
+    step = result.steps
     model.train()
-    for epoch in range(epochs):
-        order = method.epoch_order(epoch, len(train_data), generator)
-        loader = DataLoader(torch.utils.data.Subset(train_data, order.tolist()),
-                            batch_size=batch_size, shuffle=False, collate_fn=collate)
-        running, seen = None, 0
-        start = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress_bar,
-                   dynamic_ncols=True, leave=False)
-        for batch in bar:
-            detached = train_step(model, method, batch, optimizer, scheduler, grad_clip)
-            step += 1
-            result.steps = step
-            if detached is None:
-                result.skipped_steps += 1
-                if result.skipped_steps > max_skip_share * max(step, min_steps_before_abort):
-                    raise NumericalError(
-                        f"{result.skipped_steps} of {step} training steps had a non-finite loss or gradient "
-                        f"(more than trainer.max_skip_share={max_skip_share}); lower trainer.lr "
-                        f"(the learning rate is {optimizer.param_groups[0]['lr']:.3g} now) or check the data")
-                continue
-            running = detached if running is None else 0.98 * running + 0.02 * detached
-            seen += len(batch["labels"])
-            if step % 10 == 0:  # the progress bar's loss: a host read every 10 steps only
-                bar.set_postfix(loss=f"{running.item():.4f}")
-        epoch_seconds = time.perf_counter() - start
-        result.train_seconds += epoch_seconds
-        result.train_examples += seen
-        diagnostics = method.end_epoch(epoch)
-        dev = evaluate_dev()
-        row = {"epoch": epoch + 1, "train_loss": float(running) if running is not None else float("nan"),
-               "dev_macro_f1": dev["macro_f1"], "dev_micro_f1": dev["micro_f1"],
-               "epoch_seconds": epoch_seconds, "examples_per_second": seen / max(epoch_seconds, 1e-9),
-               "skipped_steps": result.skipped_steps,
-               **diagnostics}
-        result.history.append(row)
-        log_metrics(row, step)
-        log.info("epoch %d/%d: train loss %.4f, dev Macro-F1 %.4f (%.0f s)", epoch + 1, epochs,
-                 row["train_loss"], dev["macro_f1"], epoch_seconds)
-        result.last_dev_scores = dev
-        if dev["macro_f1"] > result.best_dev_macro_f1:
-            result.best_epoch, result.best_dev_macro_f1 = epoch + 1, dev["macro_f1"]
-            result.best_dev_scores = dev
-            result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    if checkpointer is not None:
+        checkpointer.watch_signals()
+    try:
+        for epoch in range(start_epoch, epochs):
+            mid_epoch = resumed_order is not None and epoch == start_epoch
+            order = resumed_order if mid_epoch else method.epoch_order(epoch, len(train_data), generator)
+            first_batch = start_batch if mid_epoch else 0
+            loader = DataLoader(torch.utils.data.Subset(train_data, order[first_batch * batch_size:].tolist()),
+                                batch_size=batch_size, shuffle=False, collate_fn=collate)
+            running, seen, previous_seconds = (resumed["running"], resumed["seen"], resumed["epoch_seconds"]) \
+                if mid_epoch else (None, 0, 0.0)
+            start = time.perf_counter()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress_bar,
+                       dynamic_ncols=True, leave=False, initial=first_batch, total=first_batch + len(loader))
+            for batch_in_epoch, batch in enumerate(bar, start=first_batch + 1):
+                detached = train_step(model, method, batch, optimizer, scheduler, grad_clip)
+                step += 1
+                result.steps = step
+                if detached is None:
+                    result.skipped_steps += 1
+                    if result.skipped_steps > max_skip_share * max(step, min_steps_before_abort):
+                        raise NumericalError(
+                            f"{result.skipped_steps} of {step} training steps had a non-finite loss or gradient "
+                            f"(more than trainer.max_skip_share={max_skip_share}); lower trainer.lr "
+                            f"(the learning rate is {optimizer.param_groups[0]['lr']:.3g} now) or check the data")
+                else:
+                    running = detached if running is None else 0.98 * running + 0.02 * detached
+                    seen += len(batch["labels"])
+                    if step % 10 == 0:  # the progress bar's loss: a host read every 10 steps only
+                        bar.set_postfix(loss=f"{running.item():.4f}")
+                if checkpointer is not None and checkpointer.stop_signal is not None:
+                    seconds = previous_seconds + time.perf_counter() - start
+                    path = checkpointer.save(_fit_state(model, optimizer, scheduler, method, generator, result,
+                                                        epoch=epoch, batch_in_epoch=batch_in_epoch, order=order,
+                                                        running=running, seen=seen, epoch_seconds=seconds))
+                    raise Stopped(checkpointer.stop_signal, path)
+            epoch_seconds = previous_seconds + time.perf_counter() - start
+            result.train_seconds += epoch_seconds
+            result.train_examples += seen
+            diagnostics = method.end_epoch(epoch)
+            dev = evaluate_dev()
+            row = {"epoch": epoch + 1, "train_loss": float(running) if running is not None else float("nan"),
+                   "dev_macro_f1": dev["macro_f1"], "dev_micro_f1": dev["micro_f1"],
+                   "epoch_seconds": epoch_seconds, "examples_per_second": seen / max(epoch_seconds, 1e-9),
+                   "skipped_steps": result.skipped_steps,
+                   **diagnostics}
+            result.history.append(row)
+            log_metrics(row, step)
+            log.info("epoch %d/%d: train loss %.4f, dev Macro-F1 %.4f (%.0f s)", epoch + 1, epochs,
+                     row["train_loss"], dev["macro_f1"], epoch_seconds)
+            result.last_dev_scores = dev
+            if dev["macro_f1"] > result.best_dev_macro_f1:
+                result.best_epoch, result.best_dev_macro_f1 = epoch + 1, dev["macro_f1"]
+                result.best_dev_scores = dev
+                result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if checkpointer is not None:
+                checkpointer.save(_fit_state(model, optimizer, scheduler, method, generator, result, epoch=epoch + 1,
+                                             batch_in_epoch=0, order=None, running=None, seen=0, epoch_seconds=0.0))
+    finally:
+        if checkpointer is not None:
+            checkpointer.restore_signals()
     return result

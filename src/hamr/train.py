@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler, set_seed
 
+from hamr.checkpoint import Checkpointer, Stopped
 from hamr.config import ConfigError, register_configs, validate
 from hamr.data.encode import IGNORE_INDEX, collator_for, encode_split_cached
 from hamr.data.prepare import load_dataset_splits
@@ -42,7 +43,7 @@ def pick_device(name: str) -> torch.device:
 
 
 # Keys that do not change a run's result: a finished run whose config differs only here is reused.
-VOLATILE_KEYS = ("paths", "logger", "force", "experiment_name", "tags")
+VOLATILE_KEYS = ("paths", "logger", "force", "resume", "experiment_name", "tags")
 VOLATILE_TRAINER_KEYS = ("progress_bar", "num_threads", "device", "eval_batch_size")
 
 
@@ -78,7 +79,7 @@ def run(cfg: DictConfig) -> dict:
     commit = git_commit()  # the code as it is when the run starts
     ds, tr = settings.dataset, settings.trainer
     loss = instantiate(cfg.baseline_loss)
-    task_data = load_dataset_splits(ds, tr.seed)  # bad input stops here, before the model loads
+    task_data = load_dataset_splits(ds, tr.seed, strict_iob2=tr.seqeval_mode == "strict")  # bad input stops here, before the model loads
     set_seed(tr.seed)
     if tr.num_threads:
         torch.set_num_threads(tr.num_threads)
@@ -119,10 +120,11 @@ def run(cfg: DictConfig) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.time()
+    checkpointer = Checkpointer(Path(settings.paths.checkpoint_dir), run_dir, result_relevant(resolved), settings.resume)
     result = fit(model, method, encoded["train"], collate, optimizer, scheduler, epochs=tr.epochs,
                  batch_size=tr.batch_size, grad_clip=tr.grad_clip, seed=tr.seed,
                  evaluate_dev=lambda: evaluate("dev")[0], log_metrics=tracker.log, progress_bar=tr.progress_bar,
-                 max_skip_share=tr.max_skip_share)
+                 max_skip_share=tr.max_skip_share, checkpointer=checkpointer)
     if tr.select == "best":
         model.load_state_dict(result.best_state)
     dev_scores = result.best_dev_scores if tr.select == "best" else result.last_dev_scores
@@ -146,6 +148,7 @@ def run(cfg: DictConfig) -> dict:
     }
     path = write_run(run_dir, metrics, compact_predictions(task_data, task_data.test, test_predictions))
     (run_dir / "error.json").unlink(missing_ok=True)  # an earlier failure of this run is superseded
+    checkpointer.remove()  # finished: nothing left to resume
     tracker.summary({k: metrics[k] for k in ("dev_macro_f1", "test_macro_f1", "selected_epoch", "train_seconds")})
     tracker.table("per_class_f1", ["class", "dev_f1", "test_f1", "test_support"],
                   [[c, dev_scores["per_class_f1"].get(c, 0.0), f1, test_scores["support"][c]]
@@ -175,6 +178,9 @@ def _hydra_entry(cfg: DictConfig) -> float:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return run(cfg)["dev_macro_f1"]
+    except Stopped as stop:  # SIGTERM/SIGINT: the checkpoint is saved; exit as a terminated process does
+        log.warning("%s", stop)
+        raise SystemExit(128 + stop.signum) from None
     except (ConfigError, DataError, NumericalError) as err:  # the user's input: one line, no traceback
         if not multirun:
             raise SystemExit(f"error: {err}") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -54,13 +54,15 @@ class HamrMethod:
     def __init__(self, *, name: str, loss: ElementwiseLoss, hp, ablation, task: str, device: torch.device,
                  pool: np.ndarray, n_train: int, meta_batches: Iterator[dict], neighbours: np.ndarray | None,
                  pool_classes: list[str], precision: str = "fp32", seed: int = 0,
-                 scope: set[str] | None = None):
+                 scope: set[str] | None = None, restart_meta_batches: Callable[[], Iterator[dict]] | None = None):
         self.name, self.loss, self.hp, self.ablation, self.task = name, loss, hp, ablation, task
         self.device, self.precision = device, precision
         self.pool = pool
         self.position = np.full(n_train, -1, dtype=np.int64)  # training index -> pool position
         self.position[pool] = np.arange(len(pool))
         self.meta_batches, self.neighbours, self.pool_classes = meta_batches, neighbours, pool_classes
+        # a fresh meta-batch stream (same seed) for resuming: fast-forwarded by the batches consumed
+        self.restart_meta_batches, self.meta_batches_consumed = restart_meta_batches, 0
         self.scope = scope  # parameter names of the virtual step; None = all (exact)
         self.meta_step_fn = meta_step  # the benchmark swaps in the authors' step for comparison
         self.steps = 0
@@ -91,8 +93,11 @@ class HamrMethod:
         pool = np.setdiff1d(np.arange(len(data.train)), np.asarray(moved, dtype=np.int64))
         train_features = context.encoded["train"].features
         meta_features = context.encoded["dev"].features + [train_features[i] for i in moved]
-        meta_loader = DataLoader(meta_features, batch_size=hp.meta_batch_size, shuffle=True, drop_last=False,
-                                 collate_fn=context.collate, generator=torch.Generator().manual_seed(seed))
+
+        def meta_stream() -> Iterator[dict]:
+            return endless(DataLoader(meta_features, batch_size=hp.meta_batch_size, shuffle=True, drop_last=False,
+                                      collate_fn=context.collate, generator=torch.Generator().manual_seed(seed)))
+
         neighbours = None
         if ablation.resampling and ablation.neighbor_boost:
             texts = [data.train.inputs[i] if data.task == "cls" else " ".join(data.train.inputs[i]) for i in pool]
@@ -109,8 +114,9 @@ class HamrMethod:
         if hp.meta.every > 1:
             log.info("meta step: every %d training steps; weights from the current f_θ in between", hp.meta.every)
         return cls(name=name, loss=context.loss, hp=hp, ablation=ablation, task=data.task, device=context.device,
-                   pool=pool, n_train=len(data.train), meta_batches=endless(meta_loader), neighbours=neighbours,
-                   pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed, scope=scope)
+                   pool=pool, n_train=len(data.train), meta_batches=meta_stream(), neighbours=neighbours,
+                   pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed, scope=scope,
+                   restart_meta_batches=meta_stream)
 
     # --- the loop's interface -------------------------------------------------------------
     def epoch_size(self, n_train: int) -> int:
@@ -142,6 +148,7 @@ class HamrMethod:
         clip = (self.hp.weight_clip_low, self.hp.weight_clip_high)
         if self.steps % self.hp.meta.every == 0:
             meta_batch = next(self.meta_batches)
+            self.meta_batches_consumed += 1
             with autocast(self.device, self.precision):
                 result = self.meta_step_fn(model, self.weight_net, model_inputs(batch, self.device), labels,
                                    model_inputs(meta_batch, self.device), meta_batch["labels"].to(self.device),
@@ -172,6 +179,31 @@ class HamrMethod:
         if self.ablation.weighted_update:
             return (w_post * example_losses).mean()
         return example_losses.mean()
+
+    def state_dict(self) -> dict:
+        """Everything that changes during training, for checkpoints (tensors on the CPU)."""
+        return {"weight_net": self.weight_net.state_dict(), "weight_optimizer": self.weight_optimizer.state_dict(),
+                "h": self.h.copy(), "b": self.b.copy(), "steps": self.steps, "skipped_meta_steps": self.skipped_meta_steps,
+                "meta_batches_consumed": self.meta_batches_consumed, "epoch_sampled": self._epoch_sampled.copy(),
+                "pending_hardness": [(p, w.cpu()) for p, w in self._pending_hardness],
+                "epoch_weights": [w.cpu() for w in self._epoch_weights],
+                "epoch_meta_losses": [m.cpu() for m in self._epoch_meta_losses]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weight_net.load_state_dict(state["weight_net"])
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.h, self.b = state["h"].copy(), state["b"].copy()
+        self.steps, self.skipped_meta_steps = state["steps"], state["skipped_meta_steps"]
+        self._epoch_sampled = state["epoch_sampled"]
+        self._pending_hardness = [(p, w.to(self.device)) for p, w in state["pending_hardness"]]
+        self._epoch_weights = [w.to(self.device) for w in state["epoch_weights"]]
+        self._epoch_meta_losses = [m.to(self.device) for m in state["epoch_meta_losses"]]
+        if self.restart_meta_batches is None:
+            raise ValueError("HamrMethod.load_state_dict needs restart_meta_batches to restore the meta-batch stream")
+        self.meta_batches = self.restart_meta_batches()
+        for _ in range(state["meta_batches_consumed"]):
+            next(self.meta_batches)
+        self.meta_batches_consumed = state["meta_batches_consumed"]
 
     def _apply_hardness_updates(self) -> None:
         """The EMA updates of the epoch, step by step in the order they happened."""

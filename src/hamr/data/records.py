@@ -10,12 +10,14 @@ that names the file, the record and the fix.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("train", "dev", "test")
+log = logging.getLogger(__name__)
 _TAG = re.compile(r"^(O|[BI]-\S.*)$")
 
 
@@ -165,13 +167,37 @@ def _classes(split: Split, task: str) -> Counter:
     return Counter(t for tags in split.targets for t in entity_types(tags))
 
 
-def load_task_data(folder: Path, task: str, files: dict[str, str]) -> TaskData:
+def _span_opening_inside_tags(tags: list[str]) -> int:
+    """How many I-X tags follow a tag of another type or O (IOB1 style, not IOB2)."""
+    return sum(tag.startswith("I-") and previous[2:] != tag[2:] for previous, tag in zip(["O", *tags], tags))
+
+
+def _check_iob2(split: Split, strict: bool) -> None:
+    """IOB1-style spans (an I-X that opens a span) are read as B-X, as conlleval does, and counted
+    in a warning; ``strict`` refuses them."""
+    counts = [_span_opening_inside_tags(tags) for tags in split.targets]
+    total = sum(counts)
+    if not total:
+        return
+    first = next(i for i, c in enumerate(counts) if c)
+    if strict:
+        raise _fail(split.path, f"sentence {first}", f"{total} I- tags open a span (IOB1, not IOB2)",
+                    "convert the tags to IOB2 (B- at every span start) or use trainer.seqeval_mode=default")
+    log.warning("%s: %d I- tags open a span (IOB1 style, first in sentence %d); read as B- tags, as conlleval "
+                "does (trainer.seqeval_mode=strict refuses them)", split.path, total, first)
+
+
+def load_task_data(folder: Path, task: str, files: dict[str, str], strict_iob2: bool = False) -> TaskData:
     """Read train/dev/test from ``folder`` and check that they make one task.
 
     Args:
         files: split name -> file name inside ``folder``.
+        strict_iob2: refuse NER tags that are not strict IOB2 (else they are read as conlleval does).
     """
     splits = {name: read_split(folder / files[name], task) for name in SPLITS}
+    if task == "ner":
+        for split in splits.values():
+            _check_iob2(split, strict_iob2)
     train_classes = _classes(splits["train"], task)
     kind = "class" if task == "cls" else "entity type"
     if len(train_classes) < 2 and task == "cls":

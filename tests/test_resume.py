@@ -1,0 +1,102 @@
+"""Resume after a kill: a rerun of the same command continues from the checkpoint and ends with
+the same metrics and predictions as an uninterrupted run (real subprocesses, tiny model, HAMR)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT
+
+ARGS = ["debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=600", "trainer.epochs=4",
+        "trainer.progress_bar=false", "logger=none"]
+
+
+def command(results: Path) -> list[str]:
+    return [sys.executable, "-m", "hamr.train", *ARGS, f"paths.results_dir={results}",
+            f"paths.checkpoint_dir={results}/checkpoints", f"hydra.run.dir={results}/hydra"]
+
+
+def env(data_dir: Path) -> dict:
+    return {**os.environ, "HAMR_DATA_DIR": str(data_dir)}
+
+
+def checkpoint_epoch(results: Path) -> tuple[int, int] | None:
+    found = list((results / "checkpoints").glob("*/last.pt"))
+    if not found:
+        return None
+    try:
+        state = torch.load(found[0], map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - being written right now (atomic rename: rare)
+        return None
+    return state["epoch"], state["batch_in_epoch"]
+
+
+def run_dir(results: Path) -> Path:
+    return results / "runs" / "cyclone_idai_2019" / "hamr_full" / "seed=42"
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    ma, mb = (json.loads((run_dir(r) / "metrics.json").read_text()) for r in (a, b))
+    assert ma["test"] == mb["test"] and ma["dev"] == mb["dev"] and ma["selected_epoch"] == mb["selected_epoch"]
+    for ha, hb in zip(ma["history"], mb["history"], strict=True):
+        assert ha["dev_macro_f1"] == hb["dev_macro_f1"] and ha["train_loss"] == pytest.approx(hb["train_loss"], rel=1e-9)
+        assert ha["weight_mean"] == pytest.approx(hb["weight_mean"], rel=1e-9)
+    pa, pb = np.load(run_dir(a) / "predictions.npz"), np.load(run_dir(b) / "predictions.npz")
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa.files)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir) -> Path:
+    results = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(command(results), cwd=ROOT, env=env(data_dir), check=True, capture_output=True, timeout=900)
+    assert not list((results / "checkpoints").glob("*/last.pt"))  # a finished run leaves no checkpoint
+    return results
+
+
+def start_and_wait_for_first_epoch(results: Path, data_dir: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(command(results), cwd=ROOT, env=env(data_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while (state := checkpoint_epoch(results)) is None or state[0] < 1:
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    return proc
+
+
+def test_sigkill_after_the_first_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, data_dir, uninterrupted):
+    proc = start_and_wait_for_first_epoch(tmp_path, data_dir)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (run_dir(tmp_path) / "metrics.json").exists()
+    rerun = subprocess.run(command(tmp_path), cwd=ROOT, env=env(data_dir), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resuming from" in rerun.stdout + rerun.stderr
+    assert_same_run(tmp_path, uninterrupted)
+
+
+def test_sigterm_mid_epoch_saves_exits_cleanly_and_resumes(tmp_path, data_dir, uninterrupted):
+    proc = start_and_wait_for_first_epoch(tmp_path, data_dir)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "checkpoint saved at" in output and "Traceback" not in output
+    epoch, batch = checkpoint_epoch(tmp_path)
+    assert batch > 0  # saved at a step boundary inside an epoch
+    assert not (run_dir(tmp_path) / "metrics.json").exists()
+    rerun = subprocess.run(command(tmp_path), cwd=ROOT, env=env(data_dir), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resuming from" in rerun.stdout + rerun.stderr
+    assert_same_run(tmp_path, uninterrupted)
+    assert checkpoint_epoch(tmp_path) is None
