@@ -17,7 +17,7 @@ import torch
 
 from tests.conftest import ROOT
 
-ARGS = ["debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=600", "trainer.epochs=4",
+ARGS = ["debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=400", "trainer.epochs=3",
         "trainer.progress_bar=false", "logger=none"]
 
 
@@ -64,8 +64,10 @@ def uninterrupted(tmp_path_factory, data_dir) -> Path:
 
 
 def start_and_wait_for_first_epoch(results: Path, data_dir: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(command(results), cwd=ROOT, env=env(data_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    # output to a file, not a pipe: an unread pipe would fill up and block the run
+    log = open(results / "first_attempt.log", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(command(results), cwd=ROOT, env=env(data_dir), stdout=log, stderr=subprocess.STDOUT)
+    proc.log = log
     deadline = time.time() + 600
     while (state := checkpoint_epoch(results)) is None or state[0] < 1:
         assert proc.poll() is None, "the run ended before its first checkpoint"
@@ -78,6 +80,7 @@ def test_sigkill_after_the_first_epoch_then_rerun_equals_an_uninterrupted_run(tm
     proc = start_and_wait_for_first_epoch(tmp_path, data_dir)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
+    proc.log.close()
     assert not (run_dir(tmp_path) / "metrics.json").exists()
     rerun = subprocess.run(command(tmp_path), cwd=ROOT, env=env(data_dir), capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -89,7 +92,9 @@ def test_sigterm_mid_epoch_saves_exits_cleanly_and_resumes(tmp_path, data_dir, u
     proc = start_and_wait_for_first_epoch(tmp_path, data_dir)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    proc.log.close()
+    output = (tmp_path / "first_attempt.log").read_text()
     assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
     assert "checkpoint saved at" in output and "Traceback" not in output
     epoch, batch = checkpoint_epoch(tmp_path)

@@ -180,8 +180,11 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
             mid_epoch = resumed_order is not None and epoch == start_epoch
             order = resumed_order if mid_epoch else method.epoch_order(epoch, len(train_data), generator)
             first_batch = start_batch if mid_epoch else 0
+            # Its own generator: a DataLoader without one draws a seed from the global RNG, which
+            # would shift dropout's random stream after a mid-epoch resume.
             loader = DataLoader(torch.utils.data.Subset(train_data, order[first_batch * batch_size:].tolist()),
-                                batch_size=batch_size, shuffle=False, collate_fn=collate)
+                                batch_size=batch_size, shuffle=False, collate_fn=collate,
+                                generator=torch.Generator().manual_seed(seed + epoch))
             running, seen, previous_seconds = (resumed["running"], resumed["seen"], resumed["epoch_seconds"]) \
                 if mid_epoch else (None, 0, 0.0)
             start = time.perf_counter()
