@@ -124,3 +124,13 @@ def test_iob1_tags_are_read_as_conlleval_does_and_counted(tmp_path, caplog):
         data = load_task_data(folder, "ner", {"train": "train.json", "dev": "dev.json", "test": "test.json"})
     assert "1 I- tags open a span" in caplog.text and "sentence 2" in caplog.text
     assert data.class_counts("train") == {"LOC": 1, "PER": 2}
+
+
+def test_k_not_below_the_training_set_size_is_a_config_error(tmp_path, data_dir):
+    from tests.test_train import train_cli
+
+    proc = train_cli("debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=30", "hamr.k=50",
+                     f"paths.results_dir={tmp_path}", data_dir=data_dir)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: config: hamr.k=50 is invalid; allowed: < the")
+    assert not list(tmp_path.glob("**/metrics.json"))

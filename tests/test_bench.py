@@ -22,7 +22,8 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     rows = results["datasets"]["sst5"]["variants"]
     assert rows["ce"]["ratio_to_ce_median"] == 1.0
     assert all(len(r["seconds_per_pass"]) == 2 and r["ratio_to_ce_median"] > 0 for r in rows.values())
-    assert rows["hamr_exact"]["peak_rss_mb"] >= rows["hamr_exact"]["rss_before_steps_mb"] > 0
+    assert rows["hamr_exact"]["peak_rss_mb"] >= rows["hamr_exact"]["setup_peak_rss_mb"] > 0
+    assert 0 < rows["ce"]["steps_peak_rss_mb"] <= rows["ce"]["peak_rss_mb"]
     text = (tmp_path / "step_cpu.md").read_text()
     assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
 

@@ -18,6 +18,7 @@ from hamr.algorithm.meta_step import meta_step, scope_parameter_names
 from hamr.algorithm.neighbors import embed_texts, hard_examples, knn_graph, neighbourhood_scores
 from hamr.algorithm.sampling import draw, sampling_probabilities
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights, weight_curve
+from hamr.config import ConfigError
 from hamr.data.encode import model_inputs
 from hamr.data.subset import stratum_of
 from hamr.evaluation import autocast
@@ -91,6 +92,9 @@ class HamrMethod:
         log.info("meta set: dev class counts %s; after moving %d training examples: %s",
                  dev_counts, len(moved), meta_counts)
         pool = np.setdiff1d(np.arange(len(data.train)), np.asarray(moved, dtype=np.int64))
+        if ablation.neighbor_boost and ablation.resampling and hp.k >= len(pool):
+            raise ConfigError(f"config: hamr.k={hp.k} is invalid; allowed: < the {len(pool)} training examples "
+                              "left after the meta set (lower hamr.k or raise dataset.max_train_examples)")
         train_features = context.encoded["train"].features
         meta_features = context.encoded["dev"].features + [train_features[i] for i in moved]
 
