@@ -31,7 +31,7 @@ FIGURES ?= $(if $(filter command line,$(origin TABLES)),$(TABLES)/../figures,$(F
 SWEEP := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
 	paths.results_dir=$(abspath $(RESULTS)) trainer.seed=$(SEEDS) $(if $(FORCE),force=true) $(SWEEP_ARGS)
 
-.PHONY: help install test test-all lint train demo bench reproduce-table tables clean
+.PHONY: help install test test-all lint train demo bench bench-modes reproduce-table tables clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,16 @@ demo:  ## a smoke-sized run of every baseline loss on Cyclone-Idai (a minute or 
 bench:  ## speed benchmarks: training step (CE vs HAMR modes vs the authors' step) and the k-NN graph -> results/bench/
 	$(BIN)/python scripts/bench_step.py $(ARGS)
 	$(BIN)/python scripts/bench_knn.py
+
+MODES_SWEEP := $(BIN)/python -m hamr.train -m experiment=table_cpu method=hamr ablation=full dataset=cyclone_idai_2019 \
+	trainer.seed=1,2,3 $(SWEEP_ARGS)
+
+bench-modes:  ## accuracy of the cheaper meta modes vs exact on Cyclone-Idai, 3 seeds, cpu table settings (about 1.5 h on 2 cores) -> results/bench/modes/
+	$(MODES_SWEEP) paths.results_dir=$(abspath results/table_cpu)
+	$(MODES_SWEEP) paths.results_dir=$(abspath results/bench/modes/scope0) hamr.meta.scope=0
+	$(MODES_SWEEP) paths.results_dir=$(abspath results/bench/modes/every4) hamr.meta.every=4
+	$(MODES_SWEEP) paths.results_dir=$(abspath results/bench/modes/scope2) hamr.meta.scope=2
+	$(BIN)/python scripts/bench_modes.py
 
 reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default) | paper (GPU) | smoke; resumes, FORCE=1 reruns
 	@status=0; \

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hamr import paper
-from hamr.results import atomic_write_bytes
+from hamr.results import atomic_write_bytes, load_runs
 from hamr.significance import item_counts, paired_bootstrap
 
 BASELINES = ["ce", "focal", "dice", "icf"]
@@ -50,20 +50,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--no-wandb", action="store_true")
     return parser.parse_args(argv)
-
-
-def load_runs(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Finished runs (one row per metrics.json) and failed runs (error.json without metrics.json)."""
-    rows, failed = [], []
-    for folder in sorted(p for p in results.glob("runs/*/*/seed=*") if p.is_dir()):
-        dataset, method, seed = folder.parts[-3], folder.parts[-2], int(folder.name.split("=")[1])
-        if (folder / "metrics.json").is_file():
-            m = json.loads((folder / "metrics.json").read_text())
-            rows.append({"dataset": dataset, "method": method, "seed": seed, "dev": m["dev_macro_f1"],
-                         "test": m["test_macro_f1"], "folder": folder, "metrics": m})
-        elif (folder / "error.json").is_file():
-            failed.append({"dataset": dataset, "method": method, "seed": seed})
-    return pd.DataFrame(rows), pd.DataFrame(failed, columns=["dataset", "method", "seed"])
 
 
 def cell(runs: pd.DataFrame, failed: pd.DataFrame, dataset: str, method: str) -> dict:
@@ -118,12 +104,12 @@ def main_table(runs, failed, resamples) -> pd.DataFrame:
     rows = []
     for dataset in paper.DATASETS:
         cells = {m: cell(runs, failed, dataset, m) for m in MAIN_METHODS}
-        done = {m: c["mean"] for m, c in cells.items() if c["status"] == "ok"}
-        best = max(done, key=done.get) if done else None
+        done = {m: round(c["mean"], 1) for m, c in cells.items() if c["status"] == "ok"}
+        best = {m for m, value in done.items() if value == max(done.values())}  # ties as shown: all bold
         baseline = best_baseline(runs, dataset)
         row = {"dataset": paper.DISPLAY[dataset]}
-        row.update({NAMES[m]: fmt(c, bold=(m == best)) for m, c in cells.items()})
-        row["_tex"] = {NAMES[m]: fmt(c, bold=(m == best), tex=True) for m, c in cells.items()}
+        row.update({NAMES[m]: fmt(c, bold=(m in best)) for m, c in cells.items()})
+        row["_tex"] = {NAMES[m]: fmt(c, bold=(m in best), tex=True) for m, c in cells.items()}
         hamr_paper, base_paper, base_name = paper.MAIN[dataset]
         row["paper HAMR"] = f"{hamr_paper:.1f}"
         row["paper best baseline"] = f"{base_paper:.1f} ({base_name})"

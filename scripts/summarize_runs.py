@@ -10,18 +10,20 @@ examples per second, all read from each run's metrics.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from hamr.results import load_runs
 
-def load_runs(results_dir: Path) -> pd.DataFrame:
+
+def summary_rows(results_dir: Path) -> pd.DataFrame:
+    """One row per finished run (hamr.results.load_runs) with the columns this summary shows."""
+    runs, _ = load_runs(results_dir)
     rows = []
-    for path in sorted(results_dir.glob("runs/*/*/*/metrics.json")):
-        m = json.loads(path.read_text())
+    for m in runs.metrics:
         rarest = sorted(m["train_class_counts"], key=lambda c: (m["train_class_counts"][c], c))[:3]
         row = {"dataset": m["dataset"], "method": m["method"], "seed": m["seed"], "n_train": m["n_train"],
                "dev_macro_f1": m["dev_macro_f1"], "test_macro_f1": m["test_macro_f1"],
@@ -69,7 +71,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--command", action="append", default=[], help="the command(s) that produced the runs")
     args = parser.parse_args()
-    runs = load_runs(args.results_dir)
+    runs = summary_rows(args.results_dir)
     if runs.empty:
         raise SystemExit(f"error: no runs/*/*/*/metrics.json under {args.results_dir}")
     order = {m: i for i, m in enumerate(["ce", "focal", "dice", "icf", "hamr_full", "hamr_no_resampling",

@@ -36,3 +36,28 @@ def test_knn_benchmark_builds_refreshes_and_measures_recall(tmp_path):
     assert rows[0]["recall_at_k"] == 1.0 and rows[1]["recall_at_k"] >= 0.9
     assert rows[1]["authors_refresh_extrapolated"] and rows[1]["refresh_seconds_median"] > 0
     assert "| 3,000 | hnsw |" in (tmp_path / "knn.md").read_text()
+
+
+def test_mode_summary_flags_modes_within_one_seed_std_of_exact_and_picks_the_cheapest(tmp_path):
+    from hamr.results import write_run
+
+    def runs(folder, devs):
+        for seed, dev in enumerate(devs, start=1):
+            write_run(folder / "runs" / "cyclone_idai_2019" / "hamr_full" / f"seed={seed}",
+                      {"dev_macro_f1": dev, "test_macro_f1": dev - 0.01, "train_seconds": 10.0, "steps": 5}, {})
+
+    runs(tmp_path / "exact", [0.40, 0.42, 0.44])  # mean 0.42, std 0.02
+    runs(tmp_path / "modes" / "every4", [0.41, 0.43, 0.42])  # mean 0.42: keeps
+    runs(tmp_path / "modes" / "scope2", [0.40, 0.41, 0.42])  # mean 0.41: keeps
+    runs(tmp_path / "modes" / "scope0", [0.30, 0.31, 0.32])  # mean 0.31: does not keep
+    variants = {"hamr_exact": 3.0, "hamr_every4": 1.5, "hamr_scope2": 1.2, "hamr_scope0": 1.1}
+    step = {"command": "bench", "date": "today", "machine": "cpu", "datasets": {
+        "sst5": {"variants": {v: {"ratio_to_ce_median": r} for v, r in variants.items()}}}}
+    (tmp_path / "step.json").write_text(json.dumps(step))
+    run_script("bench_modes.py", "--exact", str(tmp_path / "exact"), "--modes", str(tmp_path / "modes"),
+               "--step-bench", str(tmp_path / "step.json"))
+    summary = json.loads((tmp_path / "modes" / "modes.json").read_text())
+    keeps = {mode: row["keeps_accuracy"] for mode, row in summary["modes"].items()}
+    assert keeps == {"exact": True, "every4": True, "scope2": True, "scope0": False}
+    assert summary["cheapest_keeping_accuracy"] == "scope2"  # 1.2x; scope0 is cheaper but loses accuracy
+    assert "target ≤ 1.3× **met**" in (tmp_path / "modes" / "modes.md").read_text()

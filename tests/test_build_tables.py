@@ -1,0 +1,99 @@
+"""scripts/build_tables.py on synthetic run folders whose every number is known in advance."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hamr.results import write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["neg", "pos"]
+GOLD = np.array([0, 1] * 20)  # 40 balanced test items
+
+
+@pytest.fixture(scope="module")
+def build_tables():
+    spec = importlib.util.spec_from_file_location("build_tables", ROOT / "scripts" / "build_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(results: Path, method: str, seed: int, dev: float, test: float, pred: np.ndarray) -> None:
+    history = [{"epoch": 1, "weight_curve/z=-1.0": 0.4, "weight_curve/z=1.0": 0.6,
+                "data_share/neg": 0.5, "data_share/pos": 0.5, "sample_share/neg": 0.4, "sample_share/pos": 0.6}]
+    metrics = {"dataset": "sst5", "method": method, "seed": seed, "dev_macro_f1": dev, "test_macro_f1": test,
+               "model": "minilm", "label_names": LABELS, "train_class_counts": {"neg": 30, "pos": 10},
+               "test": {"per_class_f1": {"neg": test, "pos": test}}, "history": history, "wall_seconds": 60.0,
+               "config": {"dataset": {"task": "cls", "max_train_examples": 1000, "max_eval_examples": None},
+                          "trainer": {"epochs": 3, "max_length": 64, "batch_size": 16, "lr": 1e-4}}}
+    write_run(results / "runs" / "sst5" / method / f"seed={seed}", metrics, {"gold": GOLD, "pred": pred})
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory, build_tables):
+    results = tmp_path_factory.mktemp("results")
+    perfect, all_neg = GOLD.copy(), np.zeros_like(GOLD)
+    for seed, test in zip((1, 2, 3), (0.40, 0.50, 0.60)):  # CE: best baseline on test, not on dev
+        fake_run(results, "ce", seed, dev=0.50, test=test, pred=all_neg)
+    for seed in (1, 2, 3):  # Focal: best on dev -> the baseline HAMR is tested against
+        fake_run(results, "focal", seed, dev=0.60, test=0.30, pred=all_neg)
+        fake_run(results, "hamr_full", seed, dev=0.70, test=0.70, pred=perfect)
+    (results / "runs" / "sst5" / "icf" / "seed=1").mkdir(parents=True)
+    (results / "runs" / "sst5" / "icf" / "seed=1" / "error.json").write_text(json.dumps({"error": "x"}))
+    out = results / "tables"
+    assert build_tables.main([str(results), "--out", str(out), "--figures", str(results / "figures"),
+                              "--resamples", "1000", "--no-wandb"]) == 0
+    return out
+
+
+def main_row(tables: Path, dataset: str = "SST-5") -> dict:
+    main = pd.read_csv(tables / "main.csv", dtype=str, keep_default_na=False)
+    return main.set_index("dataset").loc[dataset].to_dict()
+
+
+def test_cells_are_means_and_sample_stds_over_seeds_with_the_best_in_bold(tables):
+    row = main_row(tables)
+    assert row["CE"] == "50.0 ± 10.0"  # mean of 40, 50, 60; std with ddof=1
+    assert row["Focal"] == "30.0 ± 0.0"
+    assert row["HAMR"] == "**70.0 ± 0.0**"
+
+
+def test_missing_and_failed_cells_are_named_never_zero(tables):
+    row = main_row(tables)
+    assert row["Dice"] == "missing" and row["ICF"] == "failed"
+    other = main_row(tables, "BioNLP")
+    assert {other[m] for m in ("CE", "Focal", "Dice", "ICF", "HAMR")} == {"missing"}
+    assert other["p"] == "missing"
+    ablation = (tables / "ablation.md").read_text()
+    assert "missing" in ablation and " 0.0 " not in ablation
+
+
+def test_gain_and_bootstrap_against_the_baseline_chosen_on_dev(tables):
+    row = main_row(tables)
+    assert row["best baseline (dev)"] == "Focal"  # best dev (60), though CE is better on test
+    # Perfect predictions vs always "neg" on balanced items: Macro-F1 1 vs (2/3 + 0) / 2 = 1/3.
+    assert row["HAMR - best baseline"] == "+66.7"
+    significance = json.loads((tables / "significance.json").read_text())[0]
+    assert significance["delta"] == pytest.approx(2 / 3)
+    assert significance["p_value"] < 0.01 and 0 < significance["ci_low"] <= 2 / 3 <= significance["ci_high"]
+    assert significance["seeds"] == [1, 2, 3] and significance["n_resamples"] == 1000
+
+
+def test_a_tie_gives_a_zero_gain_and_p_of_one(tmp_path, build_tables):
+    for seed in (1, 2):
+        fake_run(tmp_path, "ce", seed, dev=0.5, test=0.5, pred=np.zeros_like(GOLD))
+        fake_run(tmp_path, "hamr_full", seed, dev=0.5, test=0.5, pred=np.zeros_like(GOLD))
+    build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    row = main_row(tmp_path / "t")
+    assert row["HAMR - best baseline"] == "+0.0" and row["p"] == "1.000" and row["95% CI"] == "[+0.0, +0.0]"
+    assert row["CE"] == row["HAMR"] == "**50.0 ± 0.0 (n=2)**"  # a tie: both bold; fewer than 3 seeds is said
+
+
+def test_figures_are_written(tables):
+    figures = sorted(p.name for p in (tables.parent / "figures").glob("*.png"))
+    assert figures == ["per_class_f1.png", "sampling_share.png", "weight_curve.png"]

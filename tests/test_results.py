@@ -1,0 +1,28 @@
+"""hamr.results: atomic run folders and the one loader the table and summary scripts share."""
+
+import json
+
+import numpy as np
+
+from hamr.results import load_runs, write_run
+
+
+def test_load_runs_reads_finished_and_failed_runs(tmp_path):
+    metrics = {"dev_macro_f1": 0.5, "test_macro_f1": 0.25, "dataset": "sst5", "method": "ce", "seed": 2}
+    write_run(tmp_path / "runs/sst5/ce/seed=2", metrics, {"test": np.array([0, 1])})
+    failed_dir = tmp_path / "runs/sst5/hamr_full/seed=1"
+    failed_dir.mkdir(parents=True)
+    (failed_dir / "error.json").write_text(json.dumps({"error": "boom"}))
+    (tmp_path / "runs/sst5/focal/seed=1").mkdir(parents=True)  # started, neither finished nor failed
+
+    runs, failed = load_runs(tmp_path)
+
+    assert runs[["dataset", "method", "seed", "dev", "test"]].values.tolist() == [["sst5", "ce", 2, 0.5, 0.25]]
+    assert runs.iloc[0].metrics == metrics
+    assert failed.values.tolist() == [["sst5", "hamr_full", 1]]
+
+
+def test_load_runs_of_an_empty_folder_has_the_columns(tmp_path):
+    runs, failed = load_runs(tmp_path)
+    assert runs.empty and failed.empty
+    assert {"dataset", "method", "seed", "dev", "test", "metrics"} <= set(runs.columns)
