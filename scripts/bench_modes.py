@@ -63,7 +63,7 @@ def summarise(args: argparse.Namespace) -> dict:
                   if variant in d["variants"]}
         rows[mode] = {"override": override, "scores": scores, "step_ratio_to_ce": ratios}
     exact = rows["exact"]["scores"]
-    for mode, row in rows.items():
+    for row in rows.values():
         s = row["scores"]
         row["keeps_accuracy"] = (None if s is None or exact is None or len(exact["seeds"]) < 2
                                  else bool(abs(s["dev_mean"] - exact["dev_mean"]) <= exact["dev_std"]))

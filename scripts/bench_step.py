@@ -124,19 +124,18 @@ class Bench:
 
     def run(self, variant: str) -> float:
         """Seconds for one pass over the fixed batches with ``variant``'s training step."""
+        from hamr.algorithm.method import HamrMethod
         from hamr.loop import train_step
 
         method, optimizer = self.methods[variant], self.optimizers[variant]
-        if hasattr(method, "steps"):
-            method.steps = 0  # every pass starts with a meta step (hamr.meta.every)
+        if isinstance(method, HamrMethod):
+            method.discard_epoch_records()  # every pass starts with a meta step (hamr.meta.every)
         self._sync()
         start = time.perf_counter()
         for batch in self.batches:
             train_step(self.model, method, batch, optimizer, None, grad_clip=1.0)
         self._sync()
         seconds = time.perf_counter() - start
-        if hasattr(method, "end_epoch"):
-            method._pending_hardness, method._epoch_weights, method._epoch_meta_losses = [], [], []
         return seconds
 
     def _sync(self) -> None:

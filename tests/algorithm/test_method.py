@@ -136,6 +136,17 @@ def test_hardness_updates_of_an_epoch_apply_in_step_order(model):
     assert method.h[2] == pytest.approx(0.5 + 0.5 * first[0]) and method.h[7] == pytest.approx(0.5 + 0.5 * second[1])
 
 
+def test_discarded_epoch_records_leave_h_unchanged_and_restart_the_meta_cadence(model):
+    method = make_method("full", meta=MetaConfig(every=3))
+    method.batch_loss(model, train_batch([2, 5], seed=0))
+    method.batch_loss(model, train_batch([5, 7], seed=1))
+    h_before = method.h.copy()
+    method.discard_epoch_records()
+    assert method.steps == 0 and not method._pending_hardness and not method._epoch_weights
+    method.end_epoch(0)
+    np.testing.assert_array_equal(method.h, h_before)
+
+
 def test_meta_every_k_runs_the_meta_step_on_every_kth_batch_only(model):
     method = make_method("full", meta=MetaConfig(every=3))
     snapshots = []

@@ -220,6 +220,12 @@ class HamrMethod:
             start += len(positions)
         self._pending_hardness = []
 
+    def discard_epoch_records(self) -> None:
+        """Forget this epoch's steps (pending h updates, weights, meta losses) without applying
+        them, and start the meta-step cadence again (the step benchmark times passes this way)."""
+        self._pending_hardness, self._epoch_weights, self._epoch_meta_losses = [], [], []
+        self.steps = 0
+
     def end_epoch(self, epoch: int) -> dict:
         self._apply_hardness_updates()
         hard = hard_examples(self.h, self.hp.hard_ratio)
