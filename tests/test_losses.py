@@ -57,6 +57,28 @@ def test_self_adjusting_dice_per_class_formula():
     assert got.tolist() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("a", [1.0, 0.01])
+def test_self_adjusting_dice_with_a_squared_denominator(a):
+    s = 1.0
+    expected = []
+    for probs, gold in zip(P, LABELS.tolist()):
+        terms = []
+        for c, p in enumerate(probs):
+            y = 1.0 if c == gold else 0.0
+            q = (1 - p) ** a * p
+            terms.append(1 - (2 * q * y + s) / (q * q + y * y + s))
+        expected.append(sum(terms) / len(terms))
+    got = SelfAdjustingDiceLoss(alpha=a, smooth=s, square_denominator=True).element_losses(LOGITS, LABELS)
+    assert got.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_squared_dice_with_small_a_is_lowest_for_a_confident_correct_prediction():
+    logits = torch.tensor([[0.0, 0.0], [8.0, -8.0]])  # p_gold = 0.5, then about 1
+    labels = torch.tensor([0, 0])
+    squared = SelfAdjustingDiceLoss(alpha=0.01, smooth=1.0, square_denominator=True).element_losses(logits, labels)
+    assert squared[1] < squared[0] and squared[1] < 0.01
+
+
 def test_inverse_class_frequency_weights_average_one():
     loss = InverseClassFrequencyLoss()
     loss.prepare(torch.tensor([6, 3, 1]))

@@ -94,23 +94,32 @@ class FocalLoss(ElementwiseLoss):
 
 
 class SelfAdjustingDiceLoss(ElementwiseLoss):
-    """Self-adjusting Dice loss (Li et al., ACL 2020), one-vs-rest over classes:
-    per element, the mean over classes c of 1 - (2 (1-p_c)^a p_c y_c + s) / ((1-p_c)^a p_c + y_c + s).
+    """Self-adjusting Dice loss (Li et al., ACL 2020), one-vs-rest over classes: per element, the
+    mean over classes c of 1 - (2 q_c y_c + s) / (q_c + y_c + s), q_c = (1 - p_c)^a p_c, or with
+    ``square_denominator`` 1 - (2 q_c y_c + s) / (q_c^2 + y_c^2 + s) (their released code's
+    ``--dice_square``, used in their NER scripts).
+
+    Why the square: with the plain denominator and s = 1 the true class's term is smallest at
+    p = 0.5 (not 1) for any a, and a wrong class's term is smallest at p = 0 *or* 1, so the loss
+    barely separates classes (6.4 test Macro-F1 on Cyclone-Idai, results/cyclone_minilm). With
+    the squared denominator and a small a the true class's term falls monotonically to 0 at p = 1.
 
     Args:
         alpha: the exponent a of the self-adjusting factor (1 - p)^a.
         smooth: the smoothing s added to numerator and denominator.
+        square_denominator: square q and y in the denominator.
     """
 
-    def __init__(self, alpha: float = 1.0, smooth: float = 1.0):
+    def __init__(self, alpha: float = 1.0, smooth: float = 1.0, square_denominator: bool = False):
         super().__init__()
-        self.alpha, self.smooth = alpha, smooth
+        self.alpha, self.smooth, self.square_denominator = alpha, smooth, square_denominator
 
     def _loss(self, logits, targets):
         p = F.softmax(logits, dim=-1)
         y = F.one_hot(targets, p.shape[-1]).float()
         adjusted = (1 - p) ** self.alpha * p
-        dice = (2 * adjusted * y + self.smooth) / (adjusted + y + self.smooth)
+        denominator = adjusted ** 2 + y + self.smooth if self.square_denominator else adjusted + y + self.smooth
+        dice = (2 * adjusted * y + self.smooth) / denominator  # y ** 2 == y for one-hot targets
         return (1 - dice).mean(dim=-1)
 
 
