@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="as trainer.precision (bf16: CUDA autocast)")
+    parser.add_argument("--override", nargs="*", default=[], help="more config overrides, e.g. model.name_or_path=/models/x")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
     parser.add_argument("--memory-variants", nargs="+", choices=VARIANTS, help="probe only these (default: all)")
@@ -85,7 +87,8 @@ class Bench:
         from hamr.models import build_model, load_tokenizer
 
         cfg = compose_train([f"dataset={dataset}", f"model={args.model}", "method=hamr", "logger=none",
-                             f"trainer.max_length={args.max_length}", f"trainer.batch_size={args.batch_size}"])
+                             f"trainer.max_length={args.max_length}", f"trainer.batch_size={args.batch_size}",
+                             f"trainer.precision={args.precision}", *args.override])
         settings = validate(cfg)
         data = load_dataset_splits(settings.dataset, seed=0)
         tokenizer = load_tokenizer(settings.model)
@@ -107,7 +110,7 @@ class Bench:
         self.methods, self.optimizers = {}, {}
         for variant in variants:
             if variant == "ce":
-                method = BaselineMethod(loss, "ce", device)
+                method = BaselineMethod(loss, "ce", device, settings.trainer.precision)
             else:
                 every = 4 if variant == "hamr_every4" else 1
                 top = {"hamr_scope2": 2, "hamr_scope0": 0}.get(variant)
@@ -116,7 +119,8 @@ class Bench:
                 method = HamrMethod(name=variant, loss=loss, hp=hp, ablation=settings.ablation, task=data.task,
                                     device=device, pool=np.arange(len(train)), n_train=len(train),
                                     meta_batches=endless(meta_batches), neighbours=None,
-                                    pool_classes=["all"] * len(train), seed=0, scope=scope)
+                                    pool_classes=["all"] * len(train), precision=settings.trainer.precision, seed=0,
+                                    scope=scope)
                 if variant == "authors":
                     method.meta_step_fn = meta_step_authors
             self.methods[variant] = method
@@ -190,7 +194,8 @@ def measure_memory(args: argparse.Namespace, dataset: str, variant: str, bench: 
         return {"peak_cuda_mb": torch.cuda.max_memory_allocated(bench.device) / 2**20}
     command = [sys.executable, __file__, "--memory-probe", variant, "--dataset", dataset, "--model", args.model,
                "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
-               "--batches", str(args.batches)] + (["--threads", str(args.threads)] if args.threads else [])
+               "--batches", str(args.batches), "--precision", args.precision, "--override", *args.override] \
+        + (["--threads", str(args.threads)] if args.threads else [])
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -256,7 +261,7 @@ def target_lines(results: dict) -> list[str]:
 def markdown(results: dict) -> str:
     lines = [f"# Training-step benchmark ({results['device']})", "",
              f"Command: `{results['command']}`  ", f"Date: {results['date']}; machine: {results['machine']}; "
-             f"torch {results['torch']}; batch {results['batch_size']}, max length {results['max_length']}, "
+             f"torch {results['torch']}; {results.get('precision', 'fp32')}; batch {results['batch_size']}, max length {results['max_length']}, "
              f"{results['batches']} fixed batches x {results['reps']} interleaved repetitions "
              f"(+{results['warmup']} warm-up).", "",
              "Ratios are medians over repetitions of (variant time / CE time in the same repetition); "
@@ -296,12 +301,13 @@ def main(argv=None) -> None:
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "device": str(device),
         "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
                     else f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"),
-        "torch": torch.__version__, "batch_size": args.batch_size, "max_length": args.max_length,
+        "torch": torch.__version__, "precision": args.precision, "batch_size": args.batch_size, "max_length": args.max_length,
         "batches": args.batches, "reps": args.reps, "warmup": args.warmup,
         "datasets": {dataset: bench_dataset(args, dataset, device) for dataset in args.datasets},
     }
     results["seconds"] = time.time() - started
-    stem = args.out / f"step_{device.type}"
+    suffix = ("" if args.precision == "fp32" else f"_{args.precision}") + ("" if args.model == "minilm" else f"_{args.model}")
+    stem = args.out / f"step_{device.type}{suffix}"
     atomic_write_bytes(stem.with_suffix(".json"), json.dumps(results, indent=2).encode())
     text = markdown(results)
     atomic_write_bytes(stem.with_suffix(".md"), text.encode())

@@ -18,13 +18,13 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     run_script("bench_step.py", "--model", "tiny_random", "--datasets", "sst5", "--variants", "ce", "hamr_exact",
                "hamr_every4", "authors", "--reps", "2", "--warmup", "0", "--batches", "2", "--max-length", "32",
                "--memory-variants", "ce", "hamr_exact", "--out", str(tmp_path))
-    results = json.loads((tmp_path / "step_cpu.json").read_text())
+    results = json.loads((tmp_path / "step_cpu_tiny_random.json").read_text())
     rows = results["datasets"]["sst5"]["variants"]
     assert rows["ce"]["ratio_to_ce_median"] == 1.0
     assert all(len(r["seconds_per_pass"]) == 2 and r["ratio_to_ce_median"] > 0 for r in rows.values())
     assert rows["hamr_exact"]["peak_rss_mb"] >= rows["hamr_exact"]["setup_peak_rss_mb"] > 0
     assert 0 < rows["ce"]["steps_peak_rss_mb"] <= rows["ce"]["peak_rss_mb"]
-    text = (tmp_path / "step_cpu.md").read_text()
+    text = (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
 
 
