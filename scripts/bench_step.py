@@ -61,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
     parser.add_argument("--memory-variants", nargs="+", choices=VARIANTS, help="probe only these (default: all)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one pass per variant: host reads and syncs per step, top operators")
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: one variant, print peak RSS
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
@@ -200,6 +202,36 @@ def measure_memory(args: argparse.Namespace, dataset: str, variant: str, bench: 
     return json.loads(output.strip().splitlines()[-1])
 
 
+SCALAR_READS = {"aten::_local_scalar_dense"}  # .item(), float(t), bool(t): the device waits for the host
+SYNC_CALLS = {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"}
+
+
+def profile_variant(bench: Bench, variant: str) -> dict:
+    """torch.profiler over one pass of ``variant`` (after one unprofiled pass): host reads of
+    device scalars and CUDA synchronisations per training step (the pass's own two
+    synchronisations around the timer excluded), and the operators with the most self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if bench.device.type == "cuda" else [])
+    bench.run(variant)
+    with profile(activities=activities) as prof:
+        bench.run(variant)
+    events = prof.key_averages()
+    steps = len(bench.batches)
+    cuda = bench.device.type == "cuda"
+
+    def self_us(e) -> float:
+        return float(getattr(e, "self_device_time_total", 0.0) if cuda else e.self_cpu_time_total)
+
+    top = sorted(events, key=self_us, reverse=True)[:8]
+    syncs = sum(e.count for e in events if e.key in SYNC_CALLS) - (2 if cuda else 0)
+    return {"scalar_reads_per_step": sum(e.count for e in events if e.key in SCALAR_READS) / steps,
+            "syncs_per_step": max(syncs, 0) / steps if cuda else None,
+            "kernel_launches_per_step": (sum(e.count for e in events if e.key == "cudaLaunchKernel") / steps
+                                         if cuda else None),
+            "top_self_ms_per_step": {e.key: self_us(e) / 1000 / steps for e in top}}
+
+
 def bench_dataset(args: argparse.Namespace, dataset: str, device: torch.device) -> dict:
     bench = Bench(args, dataset, device, args.variants)
     times: dict[str, list[float]] = {v: [] for v in args.variants}
@@ -226,6 +258,9 @@ def bench_dataset(args: argparse.Namespace, dataset: str, device: torch.device) 
     if not args.no_memory:
         for variant in args.memory_variants or args.variants:
             rows[variant].update(measure_memory(args, dataset, variant, bench))
+    if args.profile:
+        for variant in args.variants:
+            rows[variant]["profile"] = profile_variant(bench, variant)
     return {"task": bench.task, "model": bench.model_name, "variants": rows}
 
 
@@ -280,6 +315,17 @@ def markdown(results: dict) -> str:
             lines.append(f"| {variant} | {row['seconds_per_step_median']:.3f} | {row['examples_per_second']:.1f} | "
                          f"{spread} | {memory} |")
         lines += [""] + [f"- `{v}`: {DESCRIPTIONS[v]}" for v in result["variants"]] + [""]
+        profiled = {v: r["profile"] for v, r in result["variants"].items() if "profile" in r}
+        if profiled:
+            lines += ["Profiler (one pass, per training step): host reads of device scalars, CUDA synchronisations, "
+                      "kernel launches, and the three operators with the most self time (ms).", "",
+                      "| variant | scalar reads | syncs | launches | top operators |", "|---|---|---|---|---|"]
+            for v, prof in profiled.items():
+                top = ", ".join(f"{k} {ms:.1f}" for k, ms in list(prof["top_self_ms_per_step"].items())[:3])
+                fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
+                lines.append(f"| {v} | {prof['scalar_reads_per_step']:.1f} | {fmt(prof['syncs_per_step'])} | "
+                             f"{fmt(prof['kernel_launches_per_step'])} | {top} |")
+            lines.append("")
     lines += ["## Targets (issue 4)", "", "| dataset | quantity | target | measured | |", "|---|---|---|---|---|",
               *target_lines(results), ""]
     return "\n".join(lines)

@@ -18,7 +18,8 @@ def options(group: str) -> list[str]:
 def test_every_group_has_its_options():
     assert options("dataset") == ["bionlp2004", "cyclone_idai_2019", "hurricane_irma_2017",
                                   "mit_restaurant", "sst5", "tweetner7_2020"]
-    assert options("model") == ["bert_base_cased", "bert_base_random", "deberta_v3_base", "minilm", "tiny_random"]
+    assert options("model") == ["bert_base_cased", "bert_base_random", "deberta_v3_base", "minilm", "minilm_random",
+                                "tiny_random"]
     assert options("baseline_loss") == ["ce", "dice", "focal", "icf"]
     assert set(options("logger")) == {"none", "wandb"}
 
