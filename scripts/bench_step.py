@@ -202,14 +202,16 @@ def measure_memory(args: argparse.Namespace, dataset: str, variant: str, bench: 
     return json.loads(output.strip().splitlines()[-1])
 
 
-SCALAR_READS = {"aten::_local_scalar_dense"}  # .item(), float(t), bool(t): the device waits for the host
+SCALAR_READS = {"aten::_local_scalar_dense"}  # .item(), float(t), bool(t) of a tensor on any device
 SYNC_CALLS = {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"}
 
 
 def profile_variant(bench: Bench, variant: str) -> dict:
-    """torch.profiler over one pass of ``variant`` (after one unprofiled pass): host reads of
-    device scalars and CUDA synchronisations per training step (the pass's own two
-    synchronisations around the timer excluded), and the operators with the most self time."""
+    """torch.profiler over one pass of ``variant`` (after one unprofiled pass), per training step:
+    CUDA synchronisations (the host waiting for the device: ``.item()`` of a device tensor,
+    boolean-mask indexing, ...; the pass's own two around the timer excluded), kernel launches,
+    ``.item()`` calls of any tensor (CPU ones too, e.g. AdamW's step counters), and the operators
+    with the most self time."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if bench.device.type == "cuda" else [])
@@ -225,7 +227,7 @@ def profile_variant(bench: Bench, variant: str) -> dict:
 
     top = sorted(events, key=self_us, reverse=True)[:8]
     syncs = sum(e.count for e in events if e.key in SYNC_CALLS) - (2 if cuda else 0)
-    return {"scalar_reads_per_step": sum(e.count for e in events if e.key in SCALAR_READS) / steps,
+    return {"item_calls_per_step": sum(e.count for e in events if e.key in SCALAR_READS) / steps,
             "syncs_per_step": max(syncs, 0) / steps if cuda else None,
             "kernel_launches_per_step": (sum(e.count for e in events if e.key == "cudaLaunchKernel") / steps
                                          if cuda else None),
@@ -317,14 +319,13 @@ def markdown(results: dict) -> str:
         lines += [""] + [f"- `{v}`: {DESCRIPTIONS[v]}" for v in result["variants"]] + [""]
         profiled = {v: r["profile"] for v, r in result["variants"].items() if "profile" in r}
         if profiled:
-            lines += ["Profiler (one pass, per training step): host reads of device scalars, CUDA synchronisations, "
-                      "kernel launches, and the three operators with the most self time (ms).", "",
-                      "| variant | scalar reads | syncs | launches | top operators |", "|---|---|---|---|---|"]
+            lines += ["Profiler (one pass, per training step): CUDA synchronisations (the host waiting for the "
+                      "device), kernel launches, and the three operators with the most self time (ms).", "",
+                      "| variant | syncs | launches | top operators |", "|---|---|---|---|"]
             for v, prof in profiled.items():
                 top = ", ".join(f"{k} {ms:.1f}" for k, ms in list(prof["top_self_ms_per_step"].items())[:3])
                 fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-                lines.append(f"| {v} | {prof['scalar_reads_per_step']:.1f} | {fmt(prof['syncs_per_step'])} | "
-                             f"{fmt(prof['kernel_launches_per_step'])} | {top} |")
+                lines.append(f"| {v} | {fmt(prof['syncs_per_step'])} | {fmt(prof['kernel_launches_per_step'])} | {top} |")
             lines.append("")
     lines += ["## Targets (issue 4)", "", "| dataset | quantity | target | measured | |", "|---|---|---|---|---|",
               *target_lines(results), ""]

@@ -17,13 +17,16 @@ def run_script(name: str, *args: str) -> None:
 def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     run_script("bench_step.py", "--model", "tiny_random", "--datasets", "sst5", "--variants", "ce", "hamr_exact",
                "hamr_every4", "authors", "--reps", "2", "--warmup", "0", "--batches", "2", "--max-length", "32",
-               "--memory-variants", "ce", "hamr_exact", "--out", str(tmp_path))
+               "--memory-variants", "ce", "hamr_exact", "--profile", "--out", str(tmp_path))
     results = json.loads((tmp_path / "step_cpu_tiny_random.json").read_text())
     rows = results["datasets"]["sst5"]["variants"]
     assert rows["ce"]["ratio_to_ce_median"] == 1.0
     assert all(len(r["seconds_per_pass"]) == 2 and r["ratio_to_ce_median"] > 0 for r in rows.values())
     assert rows["hamr_exact"]["peak_rss_mb"] >= rows["hamr_exact"]["setup_peak_rss_mb"] > 0
     assert 0 < rows["ce"]["steps_peak_rss_mb"] <= rows["ce"]["peak_rss_mb"]
+    profile = rows["hamr_exact"]["profile"]
+    assert profile["item_calls_per_step"] >= 1 and profile["syncs_per_step"] is None  # one finite check per step
+    assert len(profile["top_self_ms_per_step"]) > 0
     text = (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
 
