@@ -46,11 +46,11 @@ class ElementwiseLoss(nn.Module):
         """Hook for losses that need training-split statistics; ``class_counts`` is (C,)."""
 
     def element_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # Every position is scored (ignored ones as class 0) and then masked with torch.where:
+        # boolean-mask indexing would make the host wait for the device on every call.
         valid = labels != IGNORE_INDEX
-        values = self._loss(_upcast(logits[valid]), labels[valid])
-        losses = values.new_zeros(labels.shape)
-        losses[valid] = values
-        return losses
+        values = self._loss(_upcast(logits.reshape(-1, logits.shape[-1])), labels.reshape(-1).clamp_min(0))
+        return torch.where(valid, values.view(labels.shape), values.new_zeros(()))
 
     def example_losses(self, logits: torch.Tensor, labels: torch.Tensor, token_reduce: str = "mean") -> torch.Tensor:
         """One loss per example, (B,). Token tasks reduce over labelled tokens with ``mean`` or
