@@ -77,7 +77,7 @@ def test_gain_and_bootstrap_against_the_baseline_chosen_on_dev(tables):
     row = main_row(tables)
     assert row["best baseline (dev)"] == "Focal"  # best dev (60), though CE is better on test
     # Perfect predictions vs always "neg" on balanced items: Macro-F1 1 vs (2/3 + 0) / 2 = 1/3.
-    assert row["HAMR - best baseline"] == "+66.7"
+    assert row["HAMR - best baseline"] == "+66.7" and row["p"] == "<0.001"
     significance = json.loads((tables / "significance.json").read_text())[0]
     assert significance["delta"] == pytest.approx(2 / 3)
     assert significance["p_value"] < 0.01 and 0 < significance["ci_low"] <= 2 / 3 <= significance["ci_high"]
