@@ -43,22 +43,8 @@ def test_focal_loss_down_weights_easy_examples():
         [-math.log(p) for p in P_GOLD], rel=1e-6)
 
 
-def test_self_adjusting_dice_per_class_formula():
-    s, a = 1.0, 1.0
-    expected = []
-    for probs, gold in zip(P, LABELS.tolist()):
-        terms = []
-        for c, p in enumerate(probs):
-            y = 1.0 if c == gold else 0.0
-            q = (1 - p) ** a * p
-            terms.append(1 - (2 * q * y + s) / (q + y + s))
-        expected.append(sum(terms) / len(terms))
-    got = SelfAdjustingDiceLoss(alpha=a, smooth=s).element_losses(LOGITS, LABELS)
-    assert got.tolist() == pytest.approx(expected, rel=1e-6)
-
-
-@pytest.mark.parametrize("a", [1.0, 0.01])
-def test_self_adjusting_dice_with_a_squared_denominator(a):
+@pytest.mark.parametrize("a,square", [(1.0, False), (1.0, True), (0.01, True)])
+def test_self_adjusting_dice_per_class_formula(a, square):
     s = 1.0
     expected = []
     for probs, gold in zip(P, LABELS.tolist()):
@@ -66,9 +52,10 @@ def test_self_adjusting_dice_with_a_squared_denominator(a):
         for c, p in enumerate(probs):
             y = 1.0 if c == gold else 0.0
             q = (1 - p) ** a * p
-            terms.append(1 - (2 * q * y + s) / (q * q + y * y + s))
+            denominator = q * q + y * y + s if square else q + y + s
+            terms.append(1 - (2 * q * y + s) / denominator)
         expected.append(sum(terms) / len(terms))
-    got = SelfAdjustingDiceLoss(alpha=a, smooth=s, square_denominator=True).element_losses(LOGITS, LABELS)
+    got = SelfAdjustingDiceLoss(alpha=a, smooth=s, square_denominator=square).element_losses(LOGITS, LABELS)
     assert got.tolist() == pytest.approx(expected, rel=1e-6)
 
 
