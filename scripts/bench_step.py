@@ -266,10 +266,15 @@ def bench_dataset(args: argparse.Namespace, dataset: str, device: torch.device) 
     return {"task": bench.task, "model": bench.model_name, "variants": rows}
 
 
+def memory_metric(device: str) -> str:
+    """The row key of the memory number comparable across variants on this device (MiB)."""
+    return "peak_cuda_mb" if device.startswith("cuda") else "steps_peak_rss_mb"
+
+
 def target_lines(results: dict) -> list[str]:
     """Issue 4's step targets, each with the measured number and whether it is met."""
     lines = []
-    memory_key = "peak_cuda_mb" if results["device"].startswith("cuda") else "steps_peak_rss_mb"
+    memory_key = memory_metric(results["device"])
     for dataset, result in results["datasets"].items():
         rows = result["variants"]
         ratio = {v: r["ratio_to_ce_median"] for v, r in rows.items()}
@@ -296,6 +301,7 @@ def target_lines(results: dict) -> list[str]:
 
 
 def markdown(results: dict) -> str:
+    memory_key = memory_metric(results["device"])
     lines = [f"# Training-step benchmark ({results['device']})", "",
              f"Command: `{results['command']}`  ", f"Date: {results['date']}; machine: {results['machine']}; "
              f"torch {results['torch']}; {results.get('precision', 'fp32')}; batch {results['batch_size']}, max length {results['max_length']}, "
@@ -307,7 +313,6 @@ def markdown(results: dict) -> str:
              "after model and data are loaded; the whole process's peak is in the JSON); on GPU, "
              "torch.cuda.max_memory_allocated.", ""]
     for dataset, result in results["datasets"].items():
-        memory_key = "peak_cuda_mb" if results["device"].startswith("cuda") else "steps_peak_rss_mb"
         lines += [f"## {dataset} ({result['task']}, {result['model']})", "",
                   f"| variant | s/step | examples/s | / CE step | {memory_key} |", "|---|---|---|---|---|"]
         for variant, row in result["variants"].items():
