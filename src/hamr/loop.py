@@ -97,9 +97,8 @@ class BaselineMethod:
 class FitResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch
     best_epoch: int = -1
-    best_dev_macro_f1: float = -math.inf
     best_state: dict | None = None  # CPU copy of the model's state at best_epoch
-    best_dev_scores: dict | None = None
+    best_dev_scores: dict | None = None  # dev scores at best_epoch (its macro_f1 is the best so far)
     last_dev_scores: dict | None = None
     train_seconds: float = 0.0
     train_examples: int = 0
@@ -227,9 +226,8 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
             log.info("epoch %d/%d: train loss %.4f, dev Macro-F1 %.4f (%.0f s)", epoch + 1, epochs,
                      row["train_loss"], dev["macro_f1"], epoch_seconds)
             result.last_dev_scores = dev
-            if dev["macro_f1"] > result.best_dev_macro_f1:
-                result.best_epoch, result.best_dev_macro_f1 = epoch + 1, dev["macro_f1"]
-                result.best_dev_scores = dev
+            if result.best_dev_scores is None or dev["macro_f1"] > result.best_dev_scores["macro_f1"]:
+                result.best_epoch, result.best_dev_scores = epoch + 1, dev
                 result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if checkpointer is not None:
                 checkpointer.save(_fit_state(model, optimizer, scheduler, method, generator, result, epoch=epoch + 1,
