@@ -178,6 +178,19 @@ def write_table(df: pd.DataFrame, stem: Path, title: str, caption: str) -> str:
     return markdown
 
 
+def mean_history(histories: list[list[dict]]) -> list[dict]:
+    """Per-epoch means over seeds of the numeric entries of several runs' `history` lists.
+
+    Only epochs that every run reached are kept; `n_seeds` is the number of runs averaged.
+    """
+    merged = []
+    for epoch_rows in zip(*histories):
+        keys = [k for k in epoch_rows[0] if isinstance(epoch_rows[0][k], (int, float))]
+        row = {k: float(np.mean([r[k] for r in epoch_rows if k in r])) for k in keys}
+        merged.append({**row, "epoch": epoch_rows[0]["epoch"], "n_seeds": len(epoch_rows)})
+    return merged
+
+
 def figures(runs: pd.DataFrame, folder: Path) -> list[Path]:
     import matplotlib
 
@@ -223,21 +236,23 @@ def figures(runs: pd.DataFrame, folder: Path) -> list[Path]:
     hamr_datasets = [d for d in datasets if (hamr.dataset == d).any()]
     if hamr_datasets:
         fig, axes = plt.subplots(1, len(hamr_datasets), figsize=(3 * len(hamr_datasets), 3), squeeze=False)
-        fig.suptitle("Learned loss -> weight curve g(f_θ(z)) after each epoch (HAMR, lowest seed)")
+        fig.suptitle("Learned loss -> weight curve g(f_θ(z)) after each epoch (HAMR, mean over seeds)")
+        histories = {d: mean_history([m["history"] for m in hamr[hamr.dataset == d].metrics]) for d in hamr_datasets}
         for ax, dataset in zip(axes[0], hamr_datasets):
-            history = hamr[hamr.dataset == dataset].sort_values("seed").iloc[0].metrics["history"]
+            history = histories[dataset]
             keys = sorted((k for k in history[0] if k.startswith("weight_curve/z=")), key=lambda k: float(k.split("=")[1]))
             z = [float(k.split("=")[1]) for k in keys]
             for row in history:
                 ax.plot(z, [row[k] for k in keys], marker=".", label=f"epoch {row['epoch']}")
-            ax.set_title(paper.DISPLAY[dataset], fontsize=9)
+            ax.set_title(f"{paper.DISPLAY[dataset]} ({history[0]['n_seeds']} seeds)", fontsize=9)
             ax.set_xlabel("batch z-score of the loss")
             ax.legend(fontsize=6)
         save(fig, "weight_curve.png")
 
-        fig, axes = grid("Share of each class among sampled examples per epoch vs its share of the data (HAMR)")
+        fig, axes = grid("Share of each class among sampled examples per epoch vs its share of the data "
+                         "(HAMR, mean over seeds)")
         for ax, dataset in zip(axes, hamr_datasets):
-            history = hamr[hamr.dataset == dataset].sort_values("seed").iloc[0].metrics["history"]
+            history = histories[dataset]
             classes = sorted((k.split("/", 1)[1] for k in history[0] if k.startswith("data_share/")),
                              key=lambda c: -history[0][f"data_share/{c}"])
             x = np.arange(len(classes))

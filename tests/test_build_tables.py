@@ -97,3 +97,13 @@ def test_a_tie_gives_a_zero_gain_and_p_of_one(tmp_path, build_tables):
 def test_figures_are_written(tables):
     figures = sorted(p.name for p in (tables.parent / "figures").glob("*.png"))
     assert figures == ["per_class_f1.png", "sampling_share.png", "weight_curve.png"]
+
+
+def test_figure_histories_are_per_epoch_means_over_seeds_cut_to_the_shortest_run(build_tables):
+    seed_1 = [{"epoch": 1, "weight_curve/z=0.0": 0.2, "sample_share/neg": 0.5},
+              {"epoch": 2, "weight_curve/z=0.0": 0.4, "sample_share/neg": 0.7}]
+    seed_2 = [{"epoch": 1, "weight_curve/z=0.0": 0.6, "sample_share/neg": 0.3}]
+    merged = build_tables.mean_history([seed_1, seed_2])
+    assert merged == [{"epoch": 1, "weight_curve/z=0.0": pytest.approx(0.4), "sample_share/neg": pytest.approx(0.4),
+                       "n_seeds": 2}]
+    assert build_tables.mean_history([seed_1])[1]["weight_curve/z=0.0"] == pytest.approx(0.4)
