@@ -93,6 +93,11 @@ def significance(runs: pd.DataFrame, dataset: str, method: str, baseline: str, r
     return {**result, "seeds": seeds}
 
 
+def fmt_p(p_value: float, resamples: int) -> str:
+    # with R resamples the smallest p the bootstrap can show is about 1/R
+    return f"{p_value:.3f}" if p_value >= 1 / resamples else f"<{1 / resamples:g}"
+
+
 def best_baseline(runs: pd.DataFrame, dataset: str) -> str | None:
     sel = runs[(runs.dataset == dataset) & runs.method.isin(BASELINES)] if len(runs) else runs
     if len(sel) == 0:
@@ -118,8 +123,7 @@ def main_table(runs, failed, resamples) -> pd.DataFrame:
             row["best baseline (dev)"] = NAMES[baseline]
             row["HAMR - best baseline"] = f"{100 * test['delta']:+.1f}"
             row["95% CI"] = f"[{100 * test['ci_low']:+.1f}, {100 * test['ci_high']:+.1f}]"
-            # with R resamples the smallest p the bootstrap can show is about 1/R
-            row["p"] = f"{test['p_value']:.3f}" if test["p_value"] >= 1 / resamples else f"<{1 / resamples:g}"
+            row["p"] = fmt_p(test["p_value"], resamples)
             row["_test"] = test
         else:
             row.update({"best baseline (dev)": NAMES.get(baseline, "missing"), "HAMR - best baseline": "missing",
@@ -128,15 +132,27 @@ def main_table(runs, failed, resamples) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ablation_table(runs, failed) -> pd.DataFrame:
+def ablation_table(runs, failed, resamples) -> pd.DataFrame:
+    """One row per configuration; per dataset its cell, its difference from full HAMR with the paired
+    bootstrap's p (the seeds both have), and the paper's number."""
     rows = []
     for method in ABLATIONS:
-        row = {"configuration": NAMES[method] if method != "hamr_full" else "HAMR (full)", "_tex": {}}
+        row = {"configuration": NAMES[method] if method != "hamr_full" else "HAMR (full)", "_tex": {}, "_tests": {}}
         for dataset in ABLATION_DATASETS:
+            name = paper.DISPLAY[dataset]
             c = cell(runs, failed, dataset, method)
-            row[paper.DISPLAY[dataset]] = fmt(c)
-            row["_tex"][paper.DISPLAY[dataset]] = fmt(c, tex=True)
-            row[f"paper {paper.DISPLAY[dataset]}"] = f"{paper.ABLATION[method][dataset]:.1f}"
+            row[name] = fmt(c)
+            row["_tex"][name] = fmt(c, tex=True)
+            test = (significance(runs, dataset, method, "hamr_full", resamples)
+                    if method != "hamr_full" and c["status"] == "ok" and len(runs) else None)
+            if method == "hamr_full":
+                row[f"{name} - full (p)"] = ""
+            elif test:
+                row[f"{name} - full (p)"] = f"{100 * test['delta']:+.1f} (p {fmt_p(test['p_value'], resamples)})"
+                row["_tests"][dataset] = test
+            else:
+                row[f"{name} - full (p)"] = "missing"
+            row[f"paper {name}"] = f"{paper.ABLATION[method][dataset]:.1f}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -304,15 +320,19 @@ def main(argv=None) -> int:
                f"Macro-F1; 95% CI and two-sided p from a paired bootstrap over test items ({args.resamples} resamples, "
                "per seed, pooled as the mean over seeds).")
     text = write_table(main_df, args.out / "main", "Main results", caption)
-    ablation_df = ablation_table(runs, failed)
+    ablation_df = ablation_table(runs, failed, args.resamples)
     text += "\n" + write_table(ablation_df, args.out / "ablation", "Ablations", "Test Macro-F1 (x100), mean ± std "
-                               f"over seeds; {setting}. Paper numbers from a secondary summary (unverified).")
+                               f"over seeds; {setting}. '- full (p)': difference from full HAMR and the two-sided p "
+                               f"of a paired bootstrap over test items ({args.resamples} resamples, per seed, pooled). "
+                               "Paper numbers from a secondary summary (unverified).")
     minority_df = minority_table(runs)
     if len(minority_df):
         text += "\n" + write_table(minority_df, args.out / "minority", "Rarest classes", "Test F1 (x100, mean over "
                                    "seeds) of each dataset's three rarest training classes.")
-    significance_rows = [{"dataset": r["dataset"], **r["_test"]} for r in main_df.to_dict("records")
-                         if isinstance(r.get("_test"), dict)]
+    significance_rows = [{"dataset": r["dataset"], "vs": "best baseline (dev)", **r["_test"]}
+                         for r in main_df.to_dict("records") if isinstance(r.get("_test"), dict)]
+    significance_rows += [{"dataset": paper.DISPLAY[dataset], "configuration": r["configuration"], "vs": "HAMR (full)",
+                           **test} for r in ablation_df.to_dict("records") for dataset, test in r["_tests"].items()]
     atomic_write_bytes(args.out / "significance.json", json.dumps(significance_rows, indent=2).encode())
     images = figures(runs, args.figures or args.out.parent / "figures")
     provenance = {"built_at": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": platform.platform(),

@@ -23,15 +23,16 @@ def build_tables():
     return module
 
 
-def fake_run(results: Path, method: str, seed: int, dev: float, test: float, pred: np.ndarray) -> None:
+def fake_run(results: Path, method: str, seed: int, dev: float, test: float, pred: np.ndarray,
+             dataset: str = "sst5") -> None:
     history = [{"epoch": 1, "weight_curve/z=-1.0": 0.4, "weight_curve/z=1.0": 0.6,
                 "data_share/neg": 0.5, "data_share/pos": 0.5, "sample_share/neg": 0.4, "sample_share/pos": 0.6}]
-    metrics = {"dataset": "sst5", "method": method, "seed": seed, "dev_macro_f1": dev, "test_macro_f1": test,
+    metrics = {"dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "test_macro_f1": test,
                "model": "minilm", "label_names": LABELS, "train_class_counts": {"neg": 30, "pos": 10},
                "test": {"per_class_f1": {"neg": test, "pos": test}}, "history": history, "wall_seconds": 60.0,
                "config": {"dataset": {"task": "cls", "max_train_examples": 1000, "max_eval_examples": None},
                           "trainer": {"epochs": 3, "max_length": 64, "batch_size": 16, "lr": 1e-4}}}
-    write_run(results / "runs" / "sst5" / method / f"seed={seed}", metrics, {"gold": GOLD, "pred": pred})
+    write_run(results / "runs" / dataset / method / f"seed={seed}", metrics, {"gold": GOLD, "pred": pred})
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +108,19 @@ def test_figure_histories_are_per_epoch_means_over_seeds_cut_to_the_shortest_run
     assert merged == [{"epoch": 1, "weight_curve/z=0.0": pytest.approx(0.4), "sample_share/neg": pytest.approx(0.4),
                        "n_seeds": 2}]
     assert build_tables.mean_history([seed_1])[1]["weight_curve/z=0.0"] == pytest.approx(0.4)
+
+
+def test_each_ablation_is_bootstrapped_against_full_hamr_on_the_seeds_both_have(tmp_path, build_tables):
+    for seed in (1, 2):
+        fake_run(tmp_path, "hamr_full", seed, dev=0.7, test=1.0, pred=GOLD.copy(), dataset="bionlp2004")
+    for seed in (1, 2, 3):  # seed 3 has no full-HAMR partner: left out of the paired test
+        fake_run(tmp_path, "hamr_no_resampling", seed, dev=0.5, test=1 / 3, pred=np.zeros_like(GOLD),
+                 dataset="bionlp2004")
+    build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    ablation = pd.read_csv(tmp_path / "t" / "ablation.csv", dtype=str, keep_default_na=False)
+    row = ablation.set_index("configuration").loc["w/o resampling"]
+    assert row["BioNLP - full (p)"] == "-66.7 (p <0.001)"  # 1/3 vs 1, as in the main-table test
+    assert row["Irma17 - full (p)"] == "missing" and row["Irma17"] == "missing"
+    tests = [t for t in json.loads((tmp_path / "t" / "significance.json").read_text()) if t["vs"] == "HAMR (full)"]
+    assert [(t["configuration"], t["dataset"], t["seeds"]) for t in tests] == [("w/o resampling", "BioNLP", [1, 2])]
+    assert tests[0]["delta"] == pytest.approx(-2 / 3)

@@ -44,7 +44,8 @@ def test_smoke_grid_builds_both_tables_and_the_figures(smoke_grid):
         assert (smoke_grid / "tables" / f"{stem}.csv").is_file() and "\\begin{tabular}" in \
             (smoke_grid / "tables" / f"{stem}.tex").read_text()
     significance = json.loads((smoke_grid / "tables" / "significance.json").read_text())
-    assert len(significance) == 6 and all(0 <= s["p_value"] <= 1 and s["seeds"] == [1, 2] for s in significance)
+    assert [s["vs"] for s in significance] == ["best baseline (dev)"] * 6 + ["HAMR (full)"] * 6  # 3 ablations x 2
+    assert all(0 <= s["p_value"] <= 1 and s["seeds"] == [1, 2] for s in significance)
     for figure in ("per_class_f1", "weight_curve", "sampling_share"):
         assert (smoke_grid / "figures" / f"{figure}.png").stat().st_size > 1000
     assert list(smoke_grid.glob("wandb/offline-run-*"))  # the summary run with tables and figures
