@@ -83,7 +83,10 @@ def test_a_finished_configuration_is_skipped_unless_forced_or_changed(tmp_path, 
     built = []
     real_build = train.build_model
     monkeypatch.setattr(train, "build_model", lambda *a: built.append(a) or real_build(*a))
-    # same configuration, another output folder and logger: skipped before any model is built
+    # same configuration, another output folder, logger and spelling of the data folder: skipped
+    # before any model is built
+    (tmp_path / "data_link").symlink_to(data_dir)
+    monkeypatch.setenv("HAMR_DATA_DIR", str(tmp_path / "data_link"))
     again = train.run(compose_cfg([*base, "logger=wandb", "logger.mode=disabled"], output_dir=tmp_path / "b"))
     assert again == first and built == [] and metrics_file.stat().st_mtime_ns == stamp
     train.run(compose_cfg([*base, "force=true"], output_dir=tmp_path / "c"))

@@ -45,12 +45,16 @@ def pick_device(name: str) -> torch.device:
 # Keys that do not change a run's result: a finished run whose config differs only here is reused.
 VOLATILE_KEYS = ("paths", "logger", "force", "resume", "experiment_name", "tags")
 VOLATILE_TRAINER_KEYS = ("progress_bar", "num_threads", "device", "eval_batch_size")
+# Where the dataset's files live (HAMR_DATA_DIR, absolute or relative) is not what they hold; the
+# run folder is keyed by the dataset's name already.
+VOLATILE_DATASET_KEYS = ("dir",)
 
 
 def result_relevant(config: dict) -> dict:
     """The parts of a resolved config that decide the result (for resuming sweeps)."""
     kept = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
     kept["trainer"] = {k: v for k, v in kept.get("trainer", {}).items() if k not in VOLATILE_TRAINER_KEYS}
+    kept["dataset"] = {k: v for k, v in kept.get("dataset", {}).items() if k not in VOLATILE_DATASET_KEYS}
     return kept
 
 
