@@ -143,15 +143,14 @@ def ablation_table(runs, failed, resamples) -> pd.DataFrame:
             c = cell(runs, failed, dataset, method)
             row[name] = fmt(c)
             row["_tex"][name] = fmt(c, tex=True)
-            test = (significance(runs, dataset, method, "hamr_full", resamples)
-                    if method != "hamr_full" and c["status"] == "ok" and len(runs) else None)
+            difference = f"{name} - full (p)"
             if method == "hamr_full":
-                row[f"{name} - full (p)"] = ""
-            elif test:
-                row[f"{name} - full (p)"] = f"{100 * test['delta']:+.1f} (p {fmt_p(test['p_value'], resamples)})"
+                row[difference] = ""
+            elif c["status"] == "ok" and (test := significance(runs, dataset, method, "hamr_full", resamples)):
+                row[difference] = f"{100 * test['delta']:+.1f} (p {fmt_p(test['p_value'], resamples)})"
                 row["_tests"][dataset] = test
             else:
-                row[f"{name} - full (p)"] = "missing"
+                row[difference] = "missing"
             row[f"paper {name}"] = f"{paper.ABLATION[method][dataset]:.1f}"
         rows.append(row)
     return pd.DataFrame(rows)
