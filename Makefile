@@ -31,7 +31,7 @@ FIGURES ?= $(if $(filter command line,$(origin TABLES)),$(TABLES)/../figures,$(F
 SWEEP := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
 	paths.results_dir=$(abspath $(RESULTS)) trainer.seed=$(SEEDS) $(if $(FORCE),force=true) $(SWEEP_ARGS)
 
-.PHONY: help install test test-all lint train demo bench bench-modes reproduce-table tables clean
+.PHONY: help install test test-all lint train demo bench bench-modes reproduce-table tables tune-baselines clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -79,6 +79,18 @@ reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default)
 	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE) || status=1; \
 	if [ $$status -ne 0 ]; then echo "reproduce-table: some jobs failed; tables show what finished" >&2; fi; \
 	exit $$status
+
+# --- make tune-baselines [PROFILE=cpu] [TUNE_DATASETS="..."]: dev-only tuning, results/tuning/table_<profile>/
+TUNE_DATASETS ?= hurricane_irma_2017 bionlp2004
+TUNE := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) paths.results_dir=$(abspath results/tuning/table_$(PROFILE)) \
+	$(SWEEP_ARGS)
+
+tune-baselines:  ## every baseline's learning rate (focal: and gamma) on dev, 8 trials x 2 seeds per dataset; resumes
+	@status=0; for ds in $(TUNE_DATASETS); do \
+	  for loss in icf focal ce dice; do \
+	    $(TUNE) method=baseline tune=$$( [ $$loss = focal ] && echo focal || echo lr ) baseline_loss=$$loss dataset=$$ds || status=1; \
+	  done; \
+	done; exit $$status
 
 tables:  ## rebuild the tables and figures from finished runs: make tables PROFILE=cpu
 	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE)

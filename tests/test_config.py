@@ -36,7 +36,7 @@ def test_compose_dataset_model_loss(compose_cfg, dataset, model, loss):
     assert settings.hamr.lambda_ == (0.1 if settings.dataset.task == "ner" else 0.7)
 
 
-@pytest.mark.parametrize("group", ["logger", "debug", "experiment", "ablation", "hamr", "trainer", "paths"])
+@pytest.mark.parametrize("group", ["logger", "debug", "experiment", "tune", "ablation", "hamr", "trainer", "paths"])
 def test_compose_every_other_option(compose_cfg, group):
     for option in options(group):
         validate(compose_cfg([f"{group}={option}"]))

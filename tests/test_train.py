@@ -134,17 +134,21 @@ def test_every_ablation_runs(tmp_path, data_dir):
     assert b_means["full"] > 0 and b_means["no_meta_weight"] > 0
 
 
-def test_optuna_preset_tunes_hamr_on_dev(tmp_path, data_dir):
-    proc = train_cli("-m", "experiment=tune_hamr", "debug=smoke", "model=tiny_random", "dataset.max_train_examples=48",
+def test_optuna_preset_tunes_hamr_on_dev_over_two_seeds(tmp_path, data_dir):
+    proc = train_cli("-m", "tune=hamr", "debug=smoke", "model=tiny_random", "dataset.max_train_examples=48",
                      "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}/sweep", f"paths.results_dir={tmp_path}",
                      "trainer.progress_bar=false", data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     best = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
     assert "best_params" in best and "hamr.tau" in best
-    trials = list(tmp_path.glob("runs/cyclone_idai_2019/hamr_full/*/metrics.json"))
+    trials = sorted(tmp_path.glob("runs/cyclone_idai_2019/hamr_full/*/"))
     assert len(trials) == 2  # one folder per sampled configuration, none overwritten
-    assert max(json.loads(t.read_text())["dev_macro_f1"] for t in trials) == pytest.approx(
-        float(best.split("best_value:")[1].split()[0]))
+    objective = []
+    for trial in trials:  # each trial trained seeds 1 and 2; the sweeper saw their mean dev Macro-F1
+        runs = [json.loads((trial / f"seed={s}" / "metrics.json").read_text()) for s in (1, 2)]
+        assert [r["seed"] for r in runs] == [1, 2] and runs[0]["config"]["hamr"] == runs[1]["config"]["hamr"]
+        objective.append(sum(r["dev_macro_f1"] for r in runs) / 2)
+    assert max(objective) == pytest.approx(float(best.split("best_value:")[1].split()[0]))
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):

@@ -238,6 +238,9 @@ class TrainConfig:
     tags: list[str] = field(default_factory=list)
     force: bool = False  # rerun even when the run folder already holds metrics.json for this config
     resume: bool = True  # continue an unfinished run of this config from its checkpoint (false: start afresh)
+    # Tuning: one job trains each of these seeds (run folders seed=<n>) and returns their mean dev
+    # Macro-F1 to the sweeper; empty: the one run of trainer.seed.
+    objective_seeds: list[int] = field(default_factory=list)
 
 
 def register_configs() -> None:

@@ -43,7 +43,7 @@ def pick_device(name: str) -> torch.device:
 
 
 # Keys that do not change a run's result: a finished run whose config differs only here is reused.
-VOLATILE_KEYS = ("paths", "logger", "force", "resume", "experiment_name", "tags")
+VOLATILE_KEYS = ("paths", "logger", "force", "resume", "experiment_name", "tags", "objective_seeds")
 VOLATILE_TRAINER_KEYS = ("progress_bar", "num_threads", "device", "eval_batch_size")
 # Where the dataset's files live (HAMR_DATA_DIR, absolute or relative) is not what they hold; the
 # run folder is keyed by the dataset's name already.
@@ -176,12 +176,22 @@ def record_failure(cfg: DictConfig, err: Exception) -> Path | None:
         return None
 
 
+def run_objective(cfg: DictConfig) -> float:
+    """The dev Macro-F1 that sweepers maximise: of the one run, or the mean over ``objective_seeds``
+    (each seed its own run and run folder, so a repeated tuning command skips finished seeds)."""
+    scores = []
+    for seed in cfg.objective_seeds or [cfg.trainer.seed]:
+        cfg.trainer.seed = seed
+        scores.append(run(cfg)["dev_macro_f1"])
+    return sum(scores) / len(scores)
+
+
 def _hydra_entry(cfg: DictConfig) -> float:
     """One job. A single run stops on bad input with one line; in a multirun every failure is
     recorded in the job's error.json, Hydra goes on with the other jobs and exits non-zero at the end."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return run(cfg)["dev_macro_f1"]
+        return run_objective(cfg)
     except Stopped as stop:  # SIGTERM/SIGINT: the checkpoint is saved; exit as a terminated process does
         log.warning("%s", stop)
         raise SystemExit(128 + stop.signum) from None
