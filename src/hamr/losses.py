@@ -24,8 +24,11 @@ def _upcast(logits: torch.Tensor) -> torch.Tensor:
 
 
 def reduce_tokens(losses: torch.Tensor, labels: torch.Tensor, how: str) -> torch.Tensor:
-    """Per-element losses (B,) or (B, T) -> one per example (B,): identity for (B,); the ``mean``
-    or ``max`` over labelled tokens for (B, T) (0 for a sentence without a labelled token)."""
+    """Per-element losses (B,) or (B, T) -> one per example (B,): identity for (B,); for (B, T)
+    over each sentence's labelled tokens the ``mean`` or ``max`` (0 for a sentence without one),
+    or ``tokens``: the sentence's summed token loss x B / (labelled tokens in the batch), so that
+    the batch mean of these is the token-averaged loss the baselines optimise, and weighting a
+    sentence weights each of its tokens."""
     if losses.dim() == 1:
         return losses
     valid = labels != IGNORE_INDEX
@@ -33,7 +36,9 @@ def reduce_tokens(losses: torch.Tensor, labels: torch.Tensor, how: str) -> torch
         return losses.masked_fill(~valid, float("-inf")).amax(dim=1).clamp_min(0.0)
     if how == "mean":
         return losses.sum(dim=1) / valid.sum(dim=1).clamp_min(1)
-    raise ValueError(f"token reduction must be 'mean' or 'max', got {how!r}")
+    if how == "tokens":
+        return losses.sum(dim=1) * len(losses) / valid.sum().clamp_min(1)
+    raise ValueError(f"token reduction must be 'mean', 'max' or 'tokens', got {how!r}")
 
 
 class ElementwiseLoss(nn.Module):
@@ -53,8 +58,8 @@ class ElementwiseLoss(nn.Module):
         return torch.where(valid, values.view(labels.shape), values.new_zeros(()))
 
     def example_losses(self, logits: torch.Tensor, labels: torch.Tensor, token_reduce: str = "mean") -> torch.Tensor:
-        """One loss per example, (B,). Token tasks reduce over labelled tokens with ``mean`` or
-        ``max``; a sentence with no labelled token gets 0."""
+        """One loss per example, (B,). Token tasks reduce over labelled tokens as
+        :func:`reduce_tokens` says; a sentence with no labelled token gets 0."""
         return reduce_tokens(self.element_losses(logits, labels), labels, token_reduce)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

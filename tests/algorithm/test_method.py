@@ -10,6 +10,7 @@ import torch
 
 from hamr.algorithm.method import HamrMethod, endless
 from hamr.algorithm.neighbors import knn_graph
+from hamr.algorithm.rates import step_rates
 from hamr.algorithm.weights import batch_zscore, example_weights
 from hamr.config import AblationConfig, HamrConfig, MetaConfig
 from hamr.losses import CrossEntropyLoss
@@ -25,8 +26,8 @@ ABLATIONS = {
 
 
 def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope=None):
-    hp = HamrConfig(meta_batch_size=4, weight_net_hidden=8, inner_lr=0.5, k=3, hard_ratio=0.25, gamma=0.5,
-                    meta=meta or MetaConfig())
+    hp = HamrConfig(meta_batch_size=4, weight_net_hidden=8, inner_lr=0.5, inner_lr_ratio=None, k=3, hard_ratio=0.25,
+                    gamma=0.5, hardness_half_life=None, meta=meta or MetaConfig())
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(N, 8)).astype(np.float32)
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -36,7 +37,8 @@ def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope
             x, y = batch(4, seed=100 + seed)
             yield {**x, "labels": y}
 
-    method = HamrMethod(name=f"hamr_{ablation}", loss=CrossEntropyLoss(), hp=hp, ablation=ABLATIONS[ablation],
+    rates = step_rates(hp, trainer_lr=1e-3, steps_per_epoch=4, epochs=1)
+    method = HamrMethod(name=f"hamr_{ablation}", loss=CrossEntropyLoss(), hp=hp, rates=rates, ablation=ABLATIONS[ablation],
                         task="cls", device=torch.device("cpu"), pool=np.arange(N), n_train=N,
                         meta_batches=endless(meta_batches()), neighbours=knn_graph(embeddings, hp.k),
                         pool_classes=["a"] * 8 + ["b"] * 4, seed=0, scope=scope)
@@ -129,7 +131,7 @@ def test_hardness_updates_of_an_epoch_apply_in_step_order(model):
     method = make_method("full")
     method.batch_loss(model, train_batch([2, 5], seed=0))
     method.batch_loss(model, train_batch([5, 7], seed=1))
-    first, second = (w.double().numpy() for _, w in method._pending_hardness)
+    first, second = (v.double().numpy() for _, v, _ in method._pending_hardness)
     method.end_epoch(0)
     after_first = 0.5 * 1.0 + 0.5 * first[1]
     assert method.h[5] == pytest.approx(0.5 * after_first + 0.5 * second[0])

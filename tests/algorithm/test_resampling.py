@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from hamr.algorithm.hardness import (
-    GLOBAL_DECAY_FLOOR,
+    decay_for_half_life,
     initial_hardness,
+    relative_loss,
     update_global_decay,
     update_per_example,
 )
@@ -28,10 +29,37 @@ def test_per_example_ema_updates_only_the_batch_in_order():
 def test_global_decay_rule_decays_everyone_and_stays_a_distribution():
     h = initial_hardness(4, "global_decay")
     assert h.tolist() == [0.25] * 4
-    new = update_global_decay(h, np.array([1]), np.array([2.0]), gamma=0.9)
-    raw = np.array([0.225, 0.225 + 0.2, 0.225, 0.225]) + GLOBAL_DECAY_FLOOR
-    assert new.tolist() == pytest.approx((raw / raw.sum()).tolist())
+    new = update_global_decay(h, np.array([1]), np.array([2.0]), gamma=0.9, floor=1e-4)
+    raw = np.array([0.225, 0.225 + 0.2, 0.225, 0.225]) + 1e-4
+    assert new.tolist() == pytest.approx((raw / raw.sum()).tolist(), rel=1e-12)
     assert new.sum() == pytest.approx(1.0)
+
+
+def test_the_authors_floor_pulls_a_large_pool_back_to_uniform():
+    """N·floor of uniform mass enters a distribution of mass 1 at every step: with the authors' NER
+    floor (1e-4) and N = 16,619 (BioNLP) one step takes a point mass most of the way to uniform."""
+    n = 16_619
+    h = np.zeros(n)
+    h[0] = 1.0
+    new = update_global_decay(h, np.array([], dtype=np.int64), np.array([]), gamma=0.99, floor=1e-4)
+    assert new[0] == pytest.approx((0.99 + 1e-4) / (0.99 + n * 1e-4))  # 0.37: from 1 to 0.37 in one step
+    assert new[1] == pytest.approx(1e-4 / (0.99 + n * 1e-4))
+
+
+@pytest.mark.parametrize("half_life", [0.5, 1.0, 3.0, 250.0])
+def test_a_half_life_halves_an_old_value_after_that_many_applications(half_life):
+    gamma = decay_for_half_life(half_life)
+    assert gamma ** half_life == pytest.approx(0.5)
+    h = np.array([1.0])  # an old value of 1, then visits that bring 0
+    for _ in range(int(half_life)):
+        h = update_per_example(h, np.array([0]), np.array([0.0]), gamma)
+    if half_life.is_integer():
+        assert h[0] == pytest.approx(0.5)
+
+
+def test_relative_loss_is_the_loss_over_its_batch_mean():
+    assert relative_loss(torch.tensor([1.0, 3.0])).tolist() == [0.5, 1.5]
+    assert relative_loss(torch.zeros(3)).tolist() == [1.0, 1.0, 1.0]  # a batch with no loss: no preference
 
 
 def test_knn_graph_on_hand_built_2d_points():

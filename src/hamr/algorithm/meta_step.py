@@ -33,6 +33,7 @@ ExampleLossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch
 @dataclass
 class MetaStepResult:
     example_losses: torch.Tensor  # (B,) optimised per-example loss, graph to the model kept
+    signal: torch.Tensor  # (B,) hardness signal (classification: the loss; NER: max token loss), detached
     z: torch.Tensor  # (B,) batch z-scores of the hardness signal
     w_pre: torch.Tensor  # (B,) pre-meta weights, detached
     meta_loss: torch.Tensor  # scalar, detached
@@ -62,7 +63,7 @@ def meta_step(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict,
         meta_logits = functional_call(model, virtual, args=(), kwargs=meta_inputs, strict=False)
         loss_meta = meta_loss(meta_logits.logits, meta_labels)
         theta_grads = torch.autograd.grad(loss_meta, list(weight_net.parameters()), retain_graph=True)
-    return MetaStepResult(losses, z, w_pre.detach(), loss_meta.detach(), list(theta_grads))
+    return MetaStepResult(losses, signal.detach(), z, w_pre.detach(), loss_meta.detach(), list(theta_grads))
 
 
 def meta_step_authors(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict, train_labels: torch.Tensor,
@@ -91,7 +92,7 @@ def meta_step_authors(model: torch.nn.Module, weight_net: WeightNet, train_input
         theta_grads = [parameter.grad for parameter in theta]
         model.zero_grad(set_to_none=True)
         _, losses = example_loss(model(**train_inputs).logits, train_labels)
-    return MetaStepResult(losses, z, w_pre.detach(), loss_meta.detach(), theta_grads)
+    return MetaStepResult(losses, signal.detach(), z, w_pre.detach(), loss_meta.detach(), theta_grads)
 
 
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")

@@ -12,10 +12,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from hamr.algorithm.hardness import UPDATE_RULES, initial_hardness
+from scipy.stats import spearmanr
+
+from hamr.algorithm.hardness import initial_hardness, relative_loss, update_global_decay, update_per_example
 from hamr.algorithm.meta_set import balanced_meta_indices
 from hamr.algorithm.meta_step import meta_step, scope_parameter_names
 from hamr.algorithm.neighbors import embed_texts, hard_examples, knn_graph, neighbourhood_scores
+from hamr.algorithm.rates import StepRates, step_rates
 from hamr.algorithm.sampling import draw, sampling_probabilities
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights, weight_curve
 from hamr.config import ConfigError
@@ -49,14 +52,15 @@ class HamrMethod:
     EMA. Per epoch: sampling from p ∝ (h + ε)^τ (1 + λ b); every ``refresh_every`` epochs a new b.
 
     Per-example state (h, b) lives over the *pool*: the training examples left after the balanced
-    meta set took its share; ``pool[j]`` is the training-split index of pool position j.
+    meta set took its share; ``pool[j]`` is the training-split index of pool position j. ``rates``
+    holds the per-step values of γ, α and f_θ's lr (:func:`hamr.algorithm.rates.step_rates`).
     """
 
-    def __init__(self, *, name: str, loss: ElementwiseLoss, hp, ablation, task: str, device: torch.device,
-                 pool: np.ndarray, n_train: int, meta_batches: Iterator[dict], neighbours: np.ndarray | None,
-                 pool_classes: list[str], precision: str = "fp32", seed: int = 0,
+    def __init__(self, *, name: str, loss: ElementwiseLoss, hp, rates: StepRates, ablation, task: str,
+                 device: torch.device, pool: np.ndarray, n_train: int, meta_batches: Iterator[dict],
+                 neighbours: np.ndarray | None, pool_classes: list[str], precision: str = "fp32", seed: int = 0,
                  scope: set[str] | None = None, restart_meta_batches: Callable[[], Iterator[dict]] | None = None):
-        self.name, self.loss, self.hp, self.ablation, self.task = name, loss, hp, ablation, task
+        self.name, self.loss, self.hp, self.rates, self.ablation, self.task = name, loss, hp, rates, ablation, task
         self.device, self.precision = device, precision
         self.pool = pool
         self.position = np.full(n_train, -1, dtype=np.int64)  # training index -> pool position
@@ -69,16 +73,16 @@ class HamrMethod:
         self.steps = 0
         self.skipped_meta_steps = 0
         torch.manual_seed(seed)
-        self.weight_net = WeightNet(hp.weight_net_hidden).to(device)
-        self.weight_optimizer = torch.optim.Adam(self.weight_net.parameters(), lr=hp.weight_net_lr,
+        self.weight_net = WeightNet(hp.weight_net_hidden, hp.weight_activation).to(device)
+        self.weight_optimizer = torch.optim.Adam(self.weight_net.parameters(), lr=rates.weight_net_lr,
                                                  weight_decay=hp.weight_net_weight_decay)
         self.meta_loss = CrossEntropyLoss()
-        self.update_hardness = UPDATE_RULES[hp.ema_rule]
         self.h = initial_hardness(len(pool), hp.ema_rule)
         self.b = np.zeros(len(pool))
-        # (pool positions, w_post) of each step, applied to h at the epoch's end: h is only read
-        # between epochs, and keeping w_post on the device avoids a host sync every step.
-        self._pending_hardness: list[tuple[np.ndarray, torch.Tensor]] = []
+        # (pool positions, EMA input v, hardness signal) of each step, applied to h at the epoch's
+        # end: h is only read between epochs, and keeping them on the device avoids a host sync
+        # every step. The signal is kept for the diagnostics (does high h mean high loss?).
+        self._pending_hardness: list[tuple[np.ndarray, torch.Tensor, torch.Tensor]] = []
         self._epoch_weights: list[torch.Tensor] = []
         self._epoch_meta_losses: list[torch.Tensor] = []
         self._epoch_sampled: np.ndarray = np.arange(len(pool))
@@ -87,10 +91,15 @@ class HamrMethod:
     def from_context(cls, context, name: str) -> HamrMethod:
         settings, data = context.settings, context.task_data
         hp, ablation, seed = settings.hamr, settings.ablation, settings.trainer.seed
-        moved, dev_counts, meta_counts = balanced_meta_indices(data.train.targets, data.dev.targets, data.task,
-                                                               seed, hp.meta_max_share)
-        log.info("meta set: dev class counts %s; after moving %d training examples: %s",
-                 dev_counts, len(moved), meta_counts)
+        if hp.meta_set == "balanced":
+            moved, dev_counts, meta_counts = balanced_meta_indices(
+                data.train.targets, data.dev.targets, data.task, seed, hp.meta_max_share, hp.meta_min_train_count)
+            log.info("meta set: dev class counts %s; after moving %d training examples: %s",
+                     dev_counts, len(moved), meta_counts)
+        else:
+            moved = []
+            log.info("meta set: the dev split alone (%d examples); every training example is trained on",
+                     len(data.dev))
         pool = np.setdiff1d(np.arange(len(data.train)), np.asarray(moved, dtype=np.int64))
         if ablation.neighbor_boost and ablation.resampling and hp.k >= len(pool):
             raise ConfigError(f"config: hamr.k={hp.k} is invalid; allowed: < the {len(pool)} training examples "
@@ -117,7 +126,15 @@ class HamrMethod:
                      hp.meta.scope, len(scope), sum(p.requires_grad for p in context.model.parameters()))
         if hp.meta.every > 1:
             log.info("meta step: every %d training steps; weights from the current f_θ in between", hp.meta.every)
-        return cls(name=name, loss=context.loss, hp=hp, ablation=ablation, task=data.task, device=context.device,
+        trainer = settings.trainer
+        epoch_size = math.ceil(hp.oversample * len(pool)) if ablation.resampling else len(pool)
+        rates = step_rates(hp, trainer_lr=trainer.lr, steps_per_epoch=math.ceil(epoch_size / trainer.batch_size),
+                           epochs=trainer.epochs)
+        log.info("HAMR per-step rates: hardness EMA decay %.4g per %s, inner lr %.3g, weight-net lr %.3g "
+                 "(%d meta steps)", rates.gamma, "visit" if hp.ema_rule == "per_example" else "step",
+                 rates.inner_lr, rates.weight_net_lr, rates.meta_steps)
+        return cls(name=name, loss=context.loss, hp=hp, rates=rates, ablation=ablation, task=data.task,
+                   device=context.device,
                    pool=pool, n_train=len(data.train), meta_batches=meta_stream(), neighbours=neighbours,
                    pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed, scope=scope,
                    restart_meta_batches=meta_stream)
@@ -140,11 +157,11 @@ class HamrMethod:
 
     def example_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(hardness signal, optimised loss), each (B,): the example's loss for classification;
-        for NER the max token loss, and the max or mean as ``ner_example_loss`` says."""
+        for NER the max token loss, and the loss ``ner_example_loss`` names (losses.reduce_tokens)."""
         elements = self.loss.element_losses(logits, labels)
         signal = reduce_tokens(elements, labels, "max")
         optimised = signal if self.task == "cls" or self.hp.ner_example_loss == "max" else \
-            reduce_tokens(elements, labels, "mean")
+            reduce_tokens(elements, labels, self.hp.ner_example_loss)
         return signal, optimised
 
     def batch_loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
@@ -157,7 +174,7 @@ class HamrMethod:
                 result = self.meta_step_fn(model, self.weight_net, model_inputs(batch, self.device), labels,
                                    model_inputs(meta_batch, self.device), meta_batch["labels"].to(self.device),
                                    example_loss=self.example_loss, meta_loss=self.meta_loss,
-                                   inner_lr=self.hp.inner_lr, clip=clip, scope=self.scope)
+                                   inner_lr=self.rates.inner_lr, clip=clip, scope=self.scope)
             grads = result.weight_net_grads
             finite = bool(torch.isfinite(result.meta_loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all())
             if finite:  # else f_θ keeps its parameters for this step (counted, reported in metrics.json)
@@ -170,15 +187,17 @@ class HamrMethod:
                 self.skipped_meta_steps += 1
                 log.warning("non-finite meta loss %s or weight-network gradient: meta update skipped",
                             result.meta_loss.item())
-            example_losses, z = result.example_losses, result.z
+            example_losses, z, signal = result.example_losses, result.z, result.signal
         else:  # between meta steps (hamr.meta.every > 1): one forward, weights from the current f_θ
             with autocast(self.device, self.precision):
                 signal, example_losses = self.example_loss(model(**model_inputs(batch, self.device)).logits, labels)
+            signal = signal.detach()
             z = batch_zscore(signal)
         self.steps += 1
         with torch.no_grad():
             w_post = example_weights(self.weight_net, z, *clip)
-        self._pending_hardness.append((self.position[batch["index"].numpy()], w_post))
+        ema_input = w_post if self.hp.hardness_signal == "weight" else relative_loss(signal)
+        self._pending_hardness.append((self.position[batch["index"].numpy()], ema_input, signal))
         self._epoch_weights.append(w_post)
         if self.ablation.weighted_update:
             return (w_post * example_losses).mean()
@@ -189,7 +208,7 @@ class HamrMethod:
         return {"weight_net": self.weight_net.state_dict(), "weight_optimizer": self.weight_optimizer.state_dict(),
                 "h": self.h.copy(), "b": self.b.copy(), "steps": self.steps, "skipped_meta_steps": self.skipped_meta_steps,
                 "meta_batches_consumed": self.meta_batches_consumed, "epoch_sampled": self._epoch_sampled.copy(),
-                "pending_hardness": [(p, w.cpu()) for p, w in self._pending_hardness],
+                "pending_hardness": [(p, v.cpu(), s.cpu()) for p, v, s in self._pending_hardness],
                 "epoch_weights": [w.cpu() for w in self._epoch_weights],
                 "epoch_meta_losses": [m.cpu() for m in self._epoch_meta_losses]}
 
@@ -199,7 +218,7 @@ class HamrMethod:
         self.h, self.b = state["h"].copy(), state["b"].copy()
         self.steps, self.skipped_meta_steps = state["steps"], state["skipped_meta_steps"]
         self._epoch_sampled = state["epoch_sampled"]
-        self._pending_hardness = [(p, w.to(self.device)) for p, w in state["pending_hardness"]]
+        self._pending_hardness = [(p, v.to(self.device), s.to(self.device)) for p, v, s in state["pending_hardness"]]
         self._epoch_weights = [w.to(self.device) for w in state["epoch_weights"]]
         self._epoch_meta_losses = [m.to(self.device) for m in state["epoch_meta_losses"]]
         if self.restart_meta_batches is None:
@@ -209,16 +228,26 @@ class HamrMethod:
             next(self.meta_batches)
         self.meta_batches_consumed = state["meta_batches_consumed"]
 
-    def _apply_hardness_updates(self) -> None:
-        """The EMA updates of the epoch, step by step in the order they happened."""
+    def _apply_hardness_updates(self) -> np.ndarray:
+        """The EMA updates of the epoch, step by step in the order they happened. Returns each pool
+        example's last hardness signal of the epoch (NaN where it was not visited)."""
+        last_signal = np.full(len(self.pool), np.nan)
         if not self._pending_hardness:
-            return
-        weights = torch.cat([w for _, w in self._pending_hardness]).double().cpu().numpy()  # one sync
+            return last_signal
+        values = torch.cat([v for _, v, _ in self._pending_hardness]).double().cpu().numpy()  # one sync
+        signals = torch.cat([s for _, _, s in self._pending_hardness]).double().cpu().numpy()
         start = 0
-        for positions, _ in self._pending_hardness:
-            self.h = self.update_hardness(self.h, positions, weights[start:start + len(positions)], self.hp.gamma)
-            start += len(positions)
+        for positions, _, _ in self._pending_hardness:
+            stop = start + len(positions)
+            if self.hp.ema_rule == "per_example":
+                self.h = update_per_example(self.h, positions, values[start:stop], self.rates.gamma)
+            else:
+                self.h = update_global_decay(self.h, positions, values[start:stop], self.rates.gamma,
+                                             self.hp.global_decay_floor)
+            last_signal[positions] = signals[start:stop]
+            start = stop
         self._pending_hardness = []
+        return last_signal
 
     def discard_epoch_records(self) -> None:
         """Forget this epoch's steps (pending h updates, weights, meta losses) without applying
@@ -227,29 +256,57 @@ class HamrMethod:
         self.steps = 0
 
     def end_epoch(self, epoch: int) -> dict:
-        self._apply_hardness_updates()
+        last_signal = self._apply_hardness_updates()
         hard = hard_examples(self.h, self.hp.hard_ratio)
         boost = self.neighbours is not None and self.ablation.resampling and self.ablation.neighbor_boost
         if boost and (epoch + 1) % self.hp.refresh_every == 0:
             self.b = neighbourhood_scores(self.neighbours, hard)
-        diagnostics = self._diagnostics(hard)
+        diagnostics = self._diagnostics(hard, last_signal)
         self._epoch_weights, self._epoch_meta_losses = [], []
         return diagnostics
 
-    def _diagnostics(self, hard: np.ndarray) -> dict:
+    def _diagnostics(self, hard: np.ndarray, last_signal: np.ndarray) -> dict:
+        """Whether each module moved: the spread of w_post, of h and of the sampling probabilities
+        for the next epoch, each class's share of this epoch's draws against its share of the data,
+        and the rank correlation of h with the loss (each visited example's last hardness signal)."""
         weights = torch.cat(self._epoch_weights).float().cpu() if self._epoch_weights else torch.ones(1)
         row = {"weight_mean": weights.mean().item(), "weight_p10": weights.quantile(0.1).item(),
                "weight_p90": weights.quantile(0.9).item(),
                "meta_loss": torch.stack(self._epoch_meta_losses).mean().item() if self._epoch_meta_losses else float("nan"),
-               "b_mean": float(self.b.mean()), "skipped_meta_steps": self.skipped_meta_steps, "train_pool": len(self.pool), "h_max_over_mean": float(self.h.max() / self.h.mean())}
+               "b_mean": float(self.b.mean()), "skipped_meta_steps": self.skipped_meta_steps, "train_pool": len(self.pool)}
+        row.update(spread_diagnostics(self.h, self.probabilities(), last_signal))
+        row.update({"hardness_decay": self.rates.gamma, "inner_lr": self.rates.inner_lr,
+                    "weight_net_lr": self.rates.weight_net_lr})
         curve = weight_curve(self.weight_net, Z_GRID.to(self.device)).cpu()
         row.update({f"weight_curve/z={z:+.0f}": float(w) for z, w in zip(Z_GRID.tolist(), curve.tolist())})
         classes = np.asarray(self.pool_classes)
         members = defaultdict(int, Counter(self.pool_classes))
         sampled = Counter(classes[self._epoch_sampled].tolist())
         hard_counts = Counter(classes[hard].tolist())
+        gaps = []
         for c in sorted(members):
             row[f"data_share/{c}"] = members[c] / len(classes)
             row[f"sample_share/{c}"] = sampled.get(c, 0) / max(len(self._epoch_sampled), 1)
             row[f"hard_fraction/{c}"] = hard_counts.get(c, 0) / members[c]
+            gaps.append(abs(row[f"sample_share/{c}"] - row[f"data_share/{c}"]))
+        row["max_share_gap"] = max(gaps)
         return row
+
+
+def spread_diagnostics(h: np.ndarray, p: np.ndarray, last_signal: np.ndarray) -> dict:
+    """How far hardness and sampling left uniform, from h (N,), the sampling probabilities p (N,)
+    and each example's last loss (N,; NaN where not seen):
+
+    - ``h_max_over_mean``: 1 while h is uniform;
+    - ``p_hard_decile_over_median``: mean p of the top 10% of examples by h over the median p
+      (1 while sampling is uniform);
+    - ``spearman_h_loss``: Spearman's rank correlation of h with the last loss over the examples
+      seen (> 0: hard means high loss; NaN with fewer than 3 seen or a constant input).
+    """
+    top = np.argsort(-h, kind="stable")[:max(1, int(np.ceil(0.1 * len(h))))]
+    seen = ~np.isnan(last_signal)
+    constant = seen.sum() < 3 or np.ptp(h[seen]) == 0 or np.ptp(last_signal[seen]) == 0
+    rho = float("nan") if constant else float(spearmanr(h[seen], last_signal[seen]).statistic)
+    return {"h_max_over_mean": float(h.max() / h.mean()),
+            "p_hard_decile_over_median": float(p[top].mean() / np.median(p)),
+            "spearman_h_loss": rho}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+ACTIVATIONS = ("sigmoid", "exp")
+_MAX_EXP_SCORE = 20.0  # exp activation: scores capped at e^20 (weights are clipped far below anyway)
+
 
 def batch_zscore(losses: torch.Tensor) -> torch.Tensor:
     """z_i = (l_i - mean) / max(std, 1e-6) of detached losses (B,); population std, so a batch
@@ -14,16 +17,26 @@ def batch_zscore(losses: torch.Tensor) -> torch.Tensor:
 
 
 class WeightNet(nn.Module):
-    """f_θ: MLP 1 -> hidden -> 1 with ReLU, output bias initialised to 0.1 (authors' code)."""
+    """f_θ: MLP 1 -> hidden -> 1 with ReLU, output bias initialised to 0.1 (authors' code).
 
-    def __init__(self, hidden: int = 100):
+    ``activation`` maps its output to a positive score: ``sigmoid`` (the paper; scores in (0, 1),
+    so after division by the batch mean the weights spread only as far as the curve spans (0, 1))
+    or ``exp`` (scores in (0, ∞); after the batch-mean division the weights are B·softmax(f_θ(z)),
+    whose spread is not bounded by the activation).
+    """
+
+    def __init__(self, hidden: int = 100, activation: str = "sigmoid"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"WeightNet: activation={activation!r}; allowed: {' | '.join(ACTIVATIONS)}")
+        self.activation = activation
         self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         nn.init.constant_(self.net[2].bias, 0.1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw scores g(f_θ(z)) in (0, 1) for z of shape (B,); returns (B,)."""
-        return torch.sigmoid(self.net(z[:, None].to(self.net[0].weight.dtype))).squeeze(1)
+        """Raw scores in (0, 1) (sigmoid) or (0, e^20] (exp) for z of shape (B,); returns (B,)."""
+        out = self.net(z[:, None].to(self.net[0].weight.dtype)).squeeze(1)
+        return torch.sigmoid(out) if self.activation == "sigmoid" else out.clamp(max=_MAX_EXP_SCORE).exp()
 
 
 def example_weights(weight_net: WeightNet, z: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -35,5 +48,5 @@ def example_weights(weight_net: WeightNet, z: torch.Tensor, low: float, high: fl
 
 @torch.no_grad()
 def weight_curve(weight_net: WeightNet, z_grid: torch.Tensor) -> torch.Tensor:
-    """The learned loss -> weight map: raw scores g(f_θ(z)) on a grid of z values (no batch mean)."""
+    """The learned loss -> weight map: raw scores of f_θ on a grid of z values (no batch mean)."""
     return weight_net(z_grid)
