@@ -10,11 +10,15 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from torch.utils.data import DataLoader
 
-from scipy.stats import spearmanr
-
-from hamr.algorithm.hardness import initial_hardness, relative_loss, update_global_decay, update_per_example
+from hamr.algorithm.hardness import (
+    initial_hardness,
+    relative_loss,
+    update_global_decay,
+    update_per_example,
+)
 from hamr.algorithm.meta_set import balanced_meta_indices
 from hamr.algorithm.meta_step import meta_step, scope_parameter_names
 from hamr.algorithm.neighbors import embed_texts, hard_examples, knn_graph, neighbourhood_scores
