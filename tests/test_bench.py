@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -20,12 +23,14 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
                "--memory-variants", "ce", "hamr_exact", "--profile", "--out", str(tmp_path))
     results = json.loads((tmp_path / "step_cpu_tiny_random.json").read_text())
     rows = results["datasets"]["sst5"]["variants"]
-    assert rows["ce"]["ratio_to_ce_median"] == 1.0
-    assert all(len(r["seconds_per_pass"]) == 2 and r["ratio_to_ce_median"] > 0 for r in rows.values())
+    for row in rows.values():  # each ratio: the median over repetitions of the times measured side by side
+        ratios = [t / c for t, c in zip(row["seconds_per_pass"], rows["ce"]["seconds_per_pass"])]
+        assert row["ratio_to_ce_median"] == pytest.approx(float(np.median(ratios)))
+    assert rows["hamr_exact"]["ratio_to_ce_median"] > 1  # the meta step's double backward costs more than CE
     assert rows["hamr_exact"]["peak_rss_mb"] >= rows["hamr_exact"]["setup_peak_rss_mb"] > 0
     assert 0 < rows["ce"]["steps_peak_rss_mb"] <= rows["ce"]["peak_rss_mb"]
     profile = rows["hamr_exact"]["profile"]
-    assert profile["item_calls_per_step"] >= 1 and profile["syncs_per_step"] is None  # one finite check per step
+    assert profile["item_calls_per_step"] >= 1  # the finite check of each step reads a scalar
     assert len(profile["top_self_ms_per_step"]) > 0
     text = (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
@@ -35,8 +40,7 @@ def test_knn_benchmark_builds_refreshes_and_measures_recall(tmp_path):
     run_script("bench_knn.py", "--sizes", "1500", "3000", "--exact-max", "2000", "--dim", "32", "--centres", "50",
                "--recall-sample", "200", "--authors-sample", "100", "--out", str(tmp_path))
     rows = json.loads((tmp_path / "knn.json").read_text())["sizes"]
-    assert [r["index"] for r in rows] == ["flat", "hnsw"]
-    assert rows[0]["recall_at_k"] == 1.0 and rows[1]["recall_at_k"] >= 0.9
+    assert rows[1]["recall_at_k"] >= 0.9  # the HNSW graph of N = 3,000 against exact search
     assert rows[1]["authors_refresh_extrapolated"] and rows[1]["refresh_seconds_median"] > 0
     assert "| 3,000 | hnsw |" in (tmp_path / "knn.md").read_text()
 

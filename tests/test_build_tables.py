@@ -1,6 +1,5 @@
-"""scripts/build_tables.py on synthetic run folders whose every number is known in advance."""
+"""hamr.tables (scripts/build_tables.py) on synthetic run folders whose every number is known in advance."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,16 +16,16 @@ GOLD = np.array([0, 1] * 20)  # 40 balanced test items
 
 @pytest.fixture(scope="module")
 def build_tables():
-    spec = importlib.util.spec_from_file_location("build_tables", ROOT / "scripts" / "build_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import hamr.tables
+
+    return hamr.tables
 
 
 def fake_run(results: Path, method: str, seed: int, dev: float, test: float, pred: np.ndarray,
              dataset: str = "sst5") -> None:
-    history = [{"epoch": 1, "weight_curve/z=-1.0": 0.4, "weight_curve/z=1.0": 0.6,
-                "data_share/neg": 0.5, "data_share/pos": 0.5, "sample_share/neg": 0.4, "sample_share/pos": 0.6}]
+    history = [{"epoch": epoch, "weight_curve/z=-1.0": 0.4, "weight_curve/z=1.0": 0.6, "data_share/neg": 0.5,
+                "data_share/pos": 0.5, "sample_share/neg": 0.4, "sample_share/pos": 0.6,
+                "weight_p90": 1.0 + 0.1 * seed * epoch, "spearman_h_loss": 0.5} for epoch in (1, 2)]
     metrics = {"dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "test_macro_f1": test,
                "model": "minilm", "label_names": LABELS, "train_class_counts": {"neg": 30, "pos": 10},
                "test": {"per_class_f1": {"neg": test, "pos": test}}, "history": history, "wall_seconds": 60.0,
@@ -95,9 +94,15 @@ def test_a_tie_gives_a_zero_gain_and_p_of_one(tmp_path, build_tables):
     assert row["CE"] == row["HAMR"] == "**50.0 ± 0.0 (n=2)**"  # a tie: both bold; fewer than 3 seeds is said
 
 
-def test_figures_are_written(tables):
+def test_figures_and_the_numbers_they_draw(tables):
     figures = sorted(p.name for p in (tables.parent / "figures").glob("*.png"))
-    assert figures == ["per_class_f1.png", "sampling_share.png", "weight_curve.png"]
+    assert figures == ["modules_sst5.png", "per_class_f1.png", "sampling_share.png", "weight_curve.png"]
+    data = json.loads((tables.parent / "figures" / "figure_data.json").read_text())
+    assert data["per_class_f1"]["sst5"]["ce"] == {"neg": pytest.approx(0.5), "pos": pytest.approx(0.5)}  # mean of .4 .5 .6
+    assert data["per_class_f1"]["sst5"]["hamr_full"]["pos"] == pytest.approx(0.7)
+    history = data["histories"]["hamr_full"]["sst5"]  # HAMR seeds 1-3: weight_p90 = 1 + 0.1 seed epoch
+    assert [row["weight_p90"] for row in history] == pytest.approx([1.2, 1.4])
+    assert [row["n_seeds"] for row in history] == [3, 3] and list(data["histories"]) == ["hamr_full"]
 
 
 def test_figure_histories_are_per_epoch_means_over_seeds_cut_to_the_shortest_run(build_tables):
@@ -118,9 +123,9 @@ def test_each_ablation_is_bootstrapped_against_full_hamr_on_the_seeds_both_have(
                  dataset="bionlp2004")
     build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
     ablation = pd.read_csv(tmp_path / "t" / "ablation.csv", dtype=str, keep_default_na=False)
-    row = ablation.set_index("configuration").loc["w/o resampling"]
+    row = ablation.set_index("configuration").loc["HAMR w/o resampling"]
     assert row["BioNLP - full (p)"] == "-66.7 (p <0.001)"  # 1/3 vs 1, as in the main-table test
     assert row["Irma17 - full (p)"] == "missing" and row["Irma17"] == "missing"
     tests = [t for t in json.loads((tmp_path / "t" / "significance.json").read_text()) if t["vs"] == "HAMR (full)"]
-    assert [(t["configuration"], t["dataset"], t["seeds"]) for t in tests] == [("w/o resampling", "BioNLP", [1, 2])]
+    assert [(t["configuration"], t["dataset"], t["seeds"]) for t in tests] == [("HAMR w/o resampling", "BioNLP", [1, 2])]
     assert tests[0]["delta"] == pytest.approx(-2 / 3)

@@ -4,7 +4,9 @@ import itertools
 import re
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from hamr.config import ConfigError, validate
@@ -36,10 +38,37 @@ def test_compose_dataset_model_loss(compose_cfg, dataset, model, loss):
     assert settings.hamr.lambda_ == (0.1 if settings.dataset.task == "ner" else 0.7)
 
 
+def leaf_values(node, path=()) -> dict:
+    """The values an option's YAML file sets, by key path (the hydra node's too; interpolations as
+    written), without its defaults list."""
+    values = {}
+    for key, value in node.items():
+        if key == "defaults":
+            continue
+        if isinstance(value, dict):
+            values.update(leaf_values(value, (*path, key)))
+        else:
+            values[(*path, key)] = value
+    return values
+
+
+def value_at(cfg, path: tuple):
+    for key in path:
+        cfg = cfg[key]
+    return cfg
+
+
 @pytest.mark.parametrize("group", ["logger", "debug", "experiment", "tune", "ablation", "hamr", "trainer", "paths"])
-def test_compose_every_other_option(compose_cfg, group):
+def test_every_other_option_composes_and_sets_what_its_file_says(compose_cfg, group):
     for option in options(group):
+        path = CONF / group / f"{option}.yaml"
+        package = () if path.read_text().startswith("# @package _global_") else (group,)
         validate(compose_cfg([f"{group}={option}"]))
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # with the hydra node kept
+            cfg = OmegaConf.to_container(compose("train", overrides=[f"{group}={option}"], return_hydra_config=True))
+        expected = {(*package, *k): v for k, v in leaf_values(OmegaConf.to_container(OmegaConf.load(path))).items()}
+        assert expected, f"{path} sets nothing"
+        assert {key: value_at(cfg, key) for key in expected} == expected, path
 
 
 def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):

@@ -37,13 +37,20 @@ def collate(features):
             else torch.tensor([f[k] for f in features]) for k in features[0]}
 
 
-def run_fit(method, max_skip_share=0.2, epochs=2, dev_curve=None):
+def run_fit(method, max_skip_share=0.2, epochs=2, dev_curve=None, snapshots=None):
+    """``snapshots``: a list that receives a copy of the model's state at each dev evaluation."""
     model = tiny_model().float().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in model.parameters()]
     scripted = iter(dev_curve or [0.0] * epochs)
+
+    def evaluate_dev():
+        if snapshots is not None:
+            snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"macro_f1": next(scripted), "micro_f1": 0.0}
+
     result = fit(model, method, data(), collate, optimizer, None, epochs=epochs, batch_size=4, grad_clip=1.0, seed=0,
-                 evaluate_dev=lambda: {"macro_f1": next(scripted), "micro_f1": 0.0}, log_metrics=lambda *a: None,
+                 evaluate_dev=evaluate_dev, log_metrics=lambda *a: None,
                  progress_bar=False, max_skip_share=max_skip_share, min_steps_before_abort=10)
     return result, model, before
 
@@ -57,12 +64,14 @@ def test_a_non_finite_step_is_skipped_and_counted_and_training_goes_on():
 
 
 def test_the_best_epoch_is_the_first_with_the_highest_dev_score():
+    snapshots = []
     result, model, _ = run_fit(BaselineMethod(CrossEntropyLoss(), "ce", torch.device("cpu")), epochs=4,
-                               dev_curve=[0.2, 0.5, 0.5, 0.3])
+                               dev_curve=[0.2, 0.5, 0.5, 0.3], snapshots=snapshots)
     assert result.best_epoch == 2 and result.best_dev_scores["macro_f1"] == 0.5
     assert result.last_dev_scores["macro_f1"] == 0.3
-    # the kept state is a copy from epoch 2, not the final model
-    assert any(not torch.equal(kept, now) for kept, now in zip(result.best_state.values(), model.state_dict().values()))
+    # the kept state is the model as it was scored after epoch 2 (not 3, its tie, nor the final one)
+    same = [all(torch.equal(result.best_state[k], v) for k, v in snapshot.items()) for snapshot in snapshots]
+    assert same == [False, True, False, False]
 
 
 def test_a_skipped_step_leaves_the_model_and_optimizer_untouched():

@@ -72,7 +72,7 @@ def test_inverse_class_frequency_weights_average_one():
     inv = [1 / 6, 1 / 3, 1.0]
     weights = [w * 3 / sum(inv) for w in inv]
     assert loss.class_weights.tolist() == pytest.approx(weights, rel=1e-6)
-    assert sum(weights) / 3 == pytest.approx(1.0)
+    assert loss.class_weights.mean().item() == pytest.approx(1.0)
     expected = [weights[0] * -math.log(P_GOLD[0]), weights[2] * -math.log(P_GOLD[1])]
     assert loss.element_losses(LOGITS, LABELS).tolist() == pytest.approx(expected, rel=1e-6)
 
@@ -95,8 +95,12 @@ def test_token_shape_ignores_minus_100_and_reduces_per_sentence(loss):
     assert loss(logits, labels).item() == pytest.approx(sum(flat) / 2, rel=1e-6)
     assert loss.example_losses(logits, labels, "mean").tolist() == pytest.approx([sum(flat) / 2] * 2, rel=1e-6)
     assert loss.example_losses(logits, labels, "max").tolist() == pytest.approx([max(flat)] * 2, rel=1e-6)
+    # tokens: each sentence's sum x B / (labelled tokens in the batch, 4): their mean is the token mean
+    assert loss.example_losses(logits, labels, "tokens").tolist() == pytest.approx([sum(flat) * 2 / 4] * 2, rel=1e-6)
 
 
-def test_sequence_example_losses_are_element_losses():
-    loss = CrossEntropyLoss()
-    assert torch.equal(loss.example_losses(LOGITS, LABELS), loss.element_losses(LOGITS, LABELS))
+@pytest.mark.parametrize("how", ["mean", "max", "tokens"])
+def test_sequence_example_losses_are_each_examples_own_loss(how):
+    """(B, C) logits: one loss per example whatever the token reduction, -log p of its class."""
+    expected = [-math.log(p) for p in P_GOLD]
+    assert CrossEntropyLoss().example_losses(LOGITS, LABELS, how).tolist() == pytest.approx(expected, rel=1e-6)

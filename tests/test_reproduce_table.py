@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from hamr import paper
+from hamr.results import load_runs
 from tests.conftest import ROOT
 
-N_JOBS = 6 * 4 * 2 + 6 * 2 + 2 * 3 * 2  # main baselines + HAMR + ablations, 2 seeds
+N_JOBS = 6 * 4 * 2 + 2 * (6 * 2 + 2 * 3 * 2)  # main baselines + (HAMR + ablations) x 2 presets, 2 seeds
 
 
 def make_table(results: Path, data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -40,15 +43,25 @@ def test_smoke_grid_builds_both_tables_and_the_figures(smoke_grid):
     assert "missing" not in main and "failed" not in main and "(n=2)" in main
     ablation = (smoke_grid / "tables" / "ablation.md").read_text()
     assert "w/o neighbourhood boost" in ablation and "missing" not in ablation
-    for stem in ("main", "ablation"):
-        assert (smoke_grid / "tables" / f"{stem}.csv").is_file() and "\\begin{tabular}" in \
-            (smoke_grid / "tables" / f"{stem}.tex").read_text()
+    runs, _ = load_runs(smoke_grid)
+    main_csv = pd.read_csv(smoke_grid / "tables" / "main.csv", dtype=str).set_index("dataset")
+    for (dataset, method), sel in runs[runs.method.isin(["ce", "hamr_full"])].groupby(["dataset", "method"]):
+        cell = main_csv.loc[paper.DISPLAY[dataset], {"ce": "CE", "hamr_full": "HAMR"}[method]].strip("*")
+        assert cell == f"{100 * sel.test.mean():.1f} ± {100 * sel.test.std(ddof=1):.1f} (n=2)"
+    assert "\\begin{tabular}" in (smoke_grid / "tables" / "ablation.tex").read_text()
     significance = json.loads((smoke_grid / "tables" / "significance.json").read_text())
-    assert [s["vs"] for s in significance] == ["best baseline (dev)"] * 6 + ["HAMR (full)"] * 6  # 3 ablations x 2
+    # each HAMR against the best baseline on 6 datasets, each ablation (3 x 2 datasets) against its own full HAMR
+    assert [s["vs"] for s in significance] == ["best baseline (dev)"] * 12 + [
+        "HAMR (authors' per-step values) (full)"] * 6 + ["HAMR (full)"] * 6
     assert all(0 <= s["p_value"] <= 1 and s["seeds"] == [1, 2] for s in significance)
-    for figure in ("per_class_f1", "weight_curve", "sampling_share"):
+    for figure in ("per_class_f1", "weight_curve", "sampling_share", "modules_bionlp2004"):
         assert (smoke_grid / "figures" / f"{figure}.png").stat().st_size > 1000
-    assert list(smoke_grid.glob("wandb/offline-run-*"))  # the summary run with tables and figures
+    data = json.loads((smoke_grid / "figures" / "figure_data.json").read_text())
+    assert set(data["histories"]) == {"hamr_full", "hamr_authors_full"}
+    assert all(len(data["histories"]["hamr_full"][d]) == 1 for d in paper.DATASETS)  # one epoch each
+    # the summary run holds the main table: six rows, one per dataset
+    logged = [json.loads(p.read_text()) for p in smoke_grid.glob("wandb/offline-run-*/files/media/table/table/main_*.table.json")]
+    assert len(logged) == 1 and len(logged[0]["data"]) == 6
 
 
 def test_a_second_invocation_skips_every_finished_run(smoke_grid, data_dir):

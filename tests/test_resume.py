@@ -105,3 +105,16 @@ def test_sigterm_mid_epoch_saves_exits_cleanly_and_resumes(tmp_path, data_dir, u
     assert "resuming from" in rerun.stdout + rerun.stderr
     assert_same_run(tmp_path, uninterrupted)
     assert checkpoint_epoch(tmp_path) is None
+
+
+def test_a_checkpoint_of_another_configuration_is_refused_and_the_run_starts_afresh(tmp_path, caplog):
+    from hamr.checkpoint import Checkpointer
+
+    run_folder = tmp_path / "runs" / "x" / "seed=1"
+    Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 1e-4}}).save({"epoch": 1, "batch_in_epoch": 0})
+    same = Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 1e-4}}).load()
+    assert same is not None and same["epoch"] == 1
+    with caplog.at_level("WARNING", logger="hamr.checkpoint"):
+        other = Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 2e-4}}).load()
+    assert other is None and "belongs to another configuration" in caplog.text
+    assert Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 1e-4}}, resume=False).load() is None

@@ -17,9 +17,7 @@ def test_wandb_init_failure_is_a_warning(monkeypatch, tmp_path):
     monkeypatch.setattr(wandb, "init", broken_init)
     with pytest.warns(UserWarning, match="W&B: wandb.init failed .*not writable.*training goes on"):
         tracker = WandbTracker(CFG, {}, "run", [], str(tmp_path))
-    tracker.log({"loss": 1.0}, step=1)  # no run: nothing happens, nothing raises
-    tracker.table("t", ["a"], [[1]])
-    tracker.finish()
+    assert tracker.run is None  # the run trains on without a W&B run
 
 
 def test_logging_failure_mid_run_is_a_warning(tmp_path):

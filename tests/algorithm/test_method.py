@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from hamr.algorithm.method import HamrMethod, endless
+from hamr.algorithm.meta_step import meta_step
+from hamr.algorithm.method import HamrMethod, endless, spread_diagnostics
 from hamr.algorithm.neighbors import knn_graph
 from hamr.algorithm.rates import step_rates
-from hamr.algorithm.weights import batch_zscore, example_weights
 from hamr.config import AblationConfig, HamrConfig, MetaConfig
 from hamr.losses import CrossEntropyLoss
-from tests.algorithm.test_meta_step import batch, tiny_model
+from tests.algorithm.test_meta_step import (
+    batch,
+    hand_written_meta_grad,
+    reference_weights,
+    tiny_model,
+)
 
 N = 12
 ABLATIONS = {
@@ -25,9 +32,9 @@ ABLATIONS = {
 }
 
 
-def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope=None):
+def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope=None, **hp_values):
     hp = HamrConfig(meta_batch_size=4, weight_net_hidden=8, inner_lr=0.5, inner_lr_ratio=None, k=3, hard_ratio=0.25,
-                    gamma=0.5, hardness_half_life=None, meta=meta or MetaConfig())
+                    gamma=0.5, hardness_half_life=None, meta=meta or MetaConfig(), **hp_values)
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(N, 8)).astype(np.float32)
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -67,13 +74,12 @@ def test_full_hamr_resamples_weights_and_boosts(model):
     assert method.b.sum() == 0 and (method.h == 1.0).all()  # h and b change between epochs only
     diagnostics = method.end_epoch(0)
     changed = np.flatnonzero(method.h != 1.0).tolist()
-    assert changed == [1, 4, 7, 9, 10]
-    w_post = torch.tensor([2 * h - 1 for h in method.h[[1, 4, 7, 9, 10]]])  # gamma = 0.5 from h = 1
-    losses = CrossEntropyLoss().element_losses(model(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, b["labels"])
-    assert loss.item() == pytest.approx((w_post * losses).mean().item(), rel=1e-6)
+    assert changed == [1, 4, 7, 9, 10]  # the batch's examples only (values: test_hardness_updates_...)
+    assert loss.requires_grad  # the weighted loss itself: test_the_real_update_uses_the_weights_of_f_theta...
     assert method.b.max() == 1.0 and diagnostics["b_mean"] > 0
     assert set(diagnostics) >= {"weight_mean", "weight_p10", "weight_p90", "meta_loss", "weight_curve/z=+0",
-                                "sample_share/a", "data_share/b", "hard_fraction/a"}
+                                "sample_share/a", "data_share/b", "hard_fraction/a", "h_max_over_mean",
+                                "p_hard_decile_over_median", "spearman_h_loss", "max_share_gap"}
     assert not np.allclose(method.probabilities(), 1 / N)
 
 
@@ -149,19 +155,127 @@ def test_discarded_epoch_records_leave_h_unchanged_and_restart_the_meta_cadence(
     np.testing.assert_array_equal(method.h, h_before)
 
 
+def weights_by_hand(net, model, b) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights from ``net`` on the batch's losses, the losses with their graph), written out."""
+    losses = CrossEntropyLoss().element_losses(model(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits,
+                                               b["labels"])
+    with torch.no_grad():
+        w = reference_weights(net, losses)
+    return w, losses
+
+
 def test_meta_every_k_runs_the_meta_step_on_every_kth_batch_only(model):
     method = make_method("full", meta=MetaConfig(every=3))
-    snapshots = []
-    for step in range(4):
+    snapshots = [[p.clone() for p in method.weight_net.parameters()]]
+    consumed = []
+    for step in range(5):
         method.batch_loss(model, train_batch([0, 1, 2], seed=step))
         snapshots.append([p.clone() for p in method.weight_net.parameters()])
-    moved = [i == 0 or any(not torch.equal(p, q) for p, q in zip(snapshots[i - 1], snapshots[i])) for i in range(4)]
-    assert moved == [True, False, False, True] and len(method._epoch_meta_losses) == 2
-    # in between, the loss is the post-meta-weighted loss under the current f_θ
+        consumed.append(method.meta_batches_consumed)
+    moved = [any(not torch.equal(p, q) for p, q in zip(snapshots[i], snapshots[i + 1])) for i in range(5)]
+    assert moved == [True, False, False, True, False]  # steps 0 and 3 of 0..4
+    assert consumed == [1, 1, 1, 2, 2] and len(method._epoch_meta_losses) == 2
+    # step 5 is no meta step: its loss is weighted by the current f_θ, which it leaves unchanged
     b = train_batch([3, 4, 5], seed=9)
-    method.steps = 1
     loss = method.batch_loss(model, b)
-    inputs = {k: b[k] for k in ("input_ids", "attention_mask")}
-    losses = CrossEntropyLoss().element_losses(model(**inputs).logits, b["labels"])
-    w = example_weights(method.weight_net, batch_zscore(losses), 0.1, 8.0)
-    assert loss.item() == pytest.approx((w * losses).mean().item(), rel=1e-6)
+    w, losses = weights_by_hand(method.weight_net, model, b)
+    assert all(torch.equal(p, q) for p, q in zip(snapshots[-1], method.weight_net.parameters()))
+    assert loss.item() == pytest.approx((w * losses).mean().item(), rel=1e-9)
+
+
+def test_the_real_update_uses_the_weights_of_f_theta_after_its_meta_step(model):
+    """The model's gradient is that of mean(w_post·ℓ), w_post from a copy of f_θ moved by one Adam
+    step (written out) along the hand-written meta gradient; w_pre gives a measurably different one."""
+    method = make_method("full")
+    start = copy.deepcopy(method.weight_net)
+    b = train_batch([1, 4, 7, 9, 10])
+    x, y = {k: b[k] for k in ("input_ids", "attention_mask")}, b["labels"]
+    meta_x, meta_y = batch(4, seed=100)  # the first meta batch make_method's stream yields
+    theta_grads = hand_written_meta_grad(model, start, train=(x, y), meta=(meta_x, meta_y),
+                                         inner_lr=method.rates.inner_lr)
+    stepped = copy.deepcopy(start)
+    lr, decay = method.rates.weight_net_lr, method.hp.weight_net_weight_decay
+    with torch.no_grad():  # Adam's first step: m̂ = g, v̂ = g², with the L2 term in g
+        for p, g in zip(stepped.parameters(), theta_grads):
+            g = g + decay * p
+            p -= lr * g / (g.abs() + 1e-8)
+    method.batch_loss(model, b).backward()
+    ours = [p.grad.clone() for p in model.parameters()]
+    for name in ("post", "pre"):
+        model.zero_grad()
+        w, losses = weights_by_hand(stepped if name == "post" else start, model, b)
+        (w * losses).mean().backward()
+        expected = [p.grad.clone() for p in model.parameters()]
+        close = all(torch.allclose(a, e, rtol=1e-6, atol=1e-10) for a, e in zip(ours, expected))
+        assert close == (name == "post"), name
+    for p, q in zip(method.weight_net.parameters(), stepped.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_a_non_finite_meta_loss_leaves_f_theta_as_it_was_and_is_counted(model):
+    method = make_method("full")
+    method.meta_step_fn = lambda *a, **k: dataclasses.replace(meta_step(*a, **k), meta_loss=torch.tensor(float("nan")))
+    before = [p.clone() for p in method.weight_net.parameters()]
+    loss = method.batch_loss(model, train_batch([0, 1, 2]))
+    assert torch.isfinite(loss) and method.skipped_meta_steps == 1 and not method._epoch_meta_losses
+    assert all(torch.equal(p, q) for p, q in zip(before, method.weight_net.parameters()))
+    assert method.end_epoch(0)["skipped_meta_steps"] == 1
+
+
+def test_global_decay_rule_inside_hamr(model):
+    method = make_method("full", ema_rule="global_decay", global_decay_floor=1e-3)
+    assert method.h.tolist() == [1 / N] * N
+    method.batch_loss(model, train_batch([2, 5]))
+    values = method._pending_hardness[0][1].double().numpy()
+    method.end_epoch(0)
+    raw = np.full(N, 0.5 / N) + 1e-3  # gamma = 0.5: everyone decays, the batch adds (1 - gamma) w_post
+    raw[[2, 5]] += 0.5 * values
+    assert method.h == pytest.approx(raw / raw.sum(), rel=1e-12)
+
+
+def test_relative_loss_hardness_follows_the_loss_not_the_weight(model):
+    method = make_method("full", hardness_signal="relative_loss")
+    b = train_batch([2, 5, 7])
+    method.batch_loss(model, b)
+    method.end_epoch(0)
+    _, losses = weights_by_hand(method.weight_net, model, b)
+    relative = (losses / losses.mean()).detach().double().numpy()
+    assert method.h[[2, 5, 7]] == pytest.approx(0.5 + 0.5 * relative, rel=1e-9)
+
+
+@pytest.mark.parametrize("refresh_every", [1, 2])
+def test_neighbourhood_scores_are_refreshed_every_f_epochs(model, refresh_every):
+    method = make_method("full", refresh_every=refresh_every)
+    refreshed = []
+    for epoch in range(4):
+        method.batch_loss(model, train_batch([epoch, epoch + 4, epoch + 8], seed=epoch))
+        before = method.b.copy()
+        method.end_epoch(epoch)
+        refreshed.append(not np.array_equal(before, method.b))
+    assert refreshed == ([True] * 4 if refresh_every == 1 else [False, True, False, True])
+
+
+def test_ner_tokens_loss_weights_every_token_of_a_sentence():
+    method = make_method("full", ner_example_loss="tokens")
+    method.task = "ner"
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])
+    labels = torch.tensor([[0, 0, 1], [1, -100, -100]])  # 3 + 1 labelled tokens
+    token = CrossEntropyLoss().element_losses(logits, labels)
+    _, optimised = method.example_loss(logits, labels)
+    assert optimised.mean().item() == pytest.approx(token.sum().item() / 4)  # the baselines' token mean
+    w = torch.tensor([2.0, 0.5])
+    assert (w * optimised).mean().item() == pytest.approx((2 * token[0].sum() + 0.5 * token[1].sum()).item() / 4)
+
+
+def test_spread_diagnostics_on_a_hand_made_example():
+    h = np.array([4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # one hard example
+    p = h / h.sum()
+    loss = np.array([3.0, 1.0, 2.0, np.nan, 0.5, 0.4, 0.3, 0.2, 0.1, np.nan])
+    d = spread_diagnostics(h, p, loss)
+    assert d["h_max_over_mean"] == pytest.approx(4 / 1.3)
+    assert d["p_hard_decile_over_median"] == pytest.approx(4.0)  # the top 10% is example 0
+    # over the 8 examples seen, Spearman = Pearson of the ranks; h's seven ties at ranks 1..7 share rank 4
+    rank_h = np.array([8, 4, 4, 4, 4, 4, 4, 4], dtype=float)
+    rank_loss = np.array([8, 6, 7, 5, 4, 3, 2, 1], dtype=float)
+    assert d["spearman_h_loss"] == pytest.approx(np.corrcoef(rank_h, rank_loss)[0, 1])
+    assert np.isnan(spread_diagnostics(np.ones(10), np.full(10, 0.1), loss)["spearman_h_loss"])  # h constant

@@ -1,0 +1,418 @@
+"""The paper's tables and figures from finished runs (`scripts/build_tables.py`, the end of
+`make reproduce-table`).
+
+Reads every `runs/<dataset>/<method>/seed=<s>/metrics.json` (and `error.json` of failed runs)
+under the results folder and writes to --out:
+  main.{md,csv,tex}      six datasets x CE, Focal, Dice, ICF, HAMR with the authors' per-step values,
+                         HAMR: test Macro-F1 mean ± std over seeds, best per dataset in bold, the
+                         paper's numbers, each HAMR's gain over the best baseline (the baseline with
+                         the best mean *dev* Macro-F1) with a paired bootstrap over test items
+                         (95% interval, two-sided p)
+  ablation.{md,csv,tex}  each HAMR and its three ablations on BioNLP and Irma17, with the paper's numbers
+  minority.{md,csv}      test F1 of each dataset's three rarest training classes: CE, best baseline, HAMRs
+and to --figures (default: <out>/../figures): per-class F1, the learned loss -> weight curve over
+epochs, the sampling share per class over epochs, one figure per dataset of whether HAMR's modules
+moved (modules_<dataset>.png), and the numbers behind every figure (figure_data.json). Missing
+cells read "missing", failed ones "failed", never 0. With W&B installed the tables and figures are
+also logged to one summary run (WANDB_MODE=offline by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hamr import paper
+from hamr.results import atomic_write_bytes, load_runs
+from hamr.significance import item_counts, paired_bootstrap
+
+BASELINES = ["ce", "focal", "dice", "icf"]
+HAMRS = ["hamr_authors", "hamr"]  # hamr=authors (the authors' per-step values), hamr=default
+MAIN_METHODS = [*BASELINES, *(f"{h}_full" for h in HAMRS)]
+ABLATION_NAMES = {"full": "full", "no_resampling": "w/o resampling", "no_meta_weight": "w/o meta-weight",
+                  "no_neighbor_boost": "w/o neighbourhood boost"}
+ABLATIONS = [f"{h}_{a}" for h in HAMRS for a in ABLATION_NAMES]
+ABLATION_DATASETS = ["bionlp2004", "hurricane_irma_2017"]
+HAMR_NAMES = {"hamr": "HAMR", "hamr_authors": "HAMR (authors' per-step values)"}
+NAMES = {"ce": "CE", "focal": "Focal", "dice": "Dice", "icf": "ICF",
+         **{f"{h}_full": HAMR_NAMES[h] for h in HAMRS},
+         **{f"{h}_{a}": f"{HAMR_NAMES[h]} {name}" for h in HAMRS for a, name in ABLATION_NAMES.items() if a != "full"}}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results", type=Path, help="folder holding runs/")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--figures", type=Path, default=None)
+    parser.add_argument("--profile", default="custom", help="named in captions and the W&B group")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--no-wandb", action="store_true")
+    return parser.parse_args(argv)
+
+
+def cell(runs: pd.DataFrame, failed: pd.DataFrame, dataset: str, method: str) -> dict:
+    sel = runs[(runs.dataset == dataset) & (runs.method == method)] if len(runs) else runs
+    n_failed = int(((failed.dataset == dataset) & (failed.method == method)).sum()) if len(failed) else 0
+    if len(sel) == 0:
+        return {"status": "failed" if n_failed else "missing", "n": 0, "failed": n_failed}
+    return {"status": "ok", "n": len(sel), "failed": n_failed, "mean": 100 * sel.test.mean(),
+            "std": 100 * sel.test.std(ddof=1) if len(sel) > 1 else float("nan"), "dev": 100 * sel.dev.mean()}
+
+
+def fmt(c: dict, bold: bool = False, tex: bool = False) -> str:
+    if c["status"] != "ok":
+        return c["status"]
+    std = "" if np.isnan(c["std"]) else (f" $\\pm$ {c['std']:.1f}" if tex else f" ± {c['std']:.1f}")
+    text = f"{c['mean']:.1f}{std}"
+    if c["n"] < 3:
+        text += f" (n={c['n']})"
+    if c["failed"]:
+        text += f" ({c['failed']} failed)"
+    if bold:
+        text = f"\\textbf{{{text}}}" if tex else f"**{text}**"
+    return text
+
+
+def run_counts(row) -> tuple[np.ndarray, list[str]]:
+    m = row.metrics
+    pred = np.load(row.folder / "predictions.npz")
+    task = m["config"]["dataset"]["task"]
+    return item_counts(pred["gold"], pred["pred"], m["label_names"], task, pred.get("lengths"))
+
+
+def significance(runs: pd.DataFrame, dataset: str, method: str, baseline: str, resamples: int) -> dict | None:
+    a = runs[(runs.dataset == dataset) & (runs.method == method)].set_index("seed")
+    b = runs[(runs.dataset == dataset) & (runs.method == baseline)].set_index("seed")
+    seeds = sorted(set(a.index) & set(b.index))
+    if not seeds or "label_names" not in a.iloc[0].metrics:
+        return None
+    result = paired_bootstrap([run_counts(a.loc[s])[0] for s in seeds], [run_counts(b.loc[s])[0] for s in seeds],
+                              n_resamples=resamples)
+    return {**result, "seeds": seeds}
+
+
+def fmt_p(p_value: float, resamples: int) -> str:
+    # with R resamples the smallest p the bootstrap can show is about 1/R
+    return f"{p_value:.3f}" if p_value >= 1 / resamples else f"<{1 / resamples:g}"
+
+
+def best_baseline(runs: pd.DataFrame, dataset: str) -> str | None:
+    sel = runs[(runs.dataset == dataset) & runs.method.isin(BASELINES)] if len(runs) else runs
+    if len(sel) == 0:
+        return None
+    return sel.groupby("method").dev.mean().idxmax()  # chosen on dev, like every choice here
+
+
+GAIN_COLUMNS = {"hamr": ("HAMR - best baseline", "95% CI", "p"),
+                "hamr_authors": ("authors' - best baseline", "authors' 95% CI", "authors' p")}
+
+
+def main_table(runs, failed, resamples) -> pd.DataFrame:
+    rows = []
+    for dataset in paper.DATASETS:
+        cells = {m: cell(runs, failed, dataset, m) for m in MAIN_METHODS}
+        done = {m: round(c["mean"], 1) for m, c in cells.items() if c["status"] == "ok"}
+        best = {m for m, value in done.items() if value == max(done.values())}  # ties as shown: all bold
+        baseline = best_baseline(runs, dataset)
+        row = {"dataset": paper.DISPLAY[dataset], "_tests": {}}
+        row.update({NAMES[m]: fmt(c, bold=(m in best)) for m, c in cells.items()})
+        row["_tex"] = {NAMES[m]: fmt(c, bold=(m in best), tex=True) for m, c in cells.items()}
+        hamr_paper, base_paper, base_name = paper.MAIN[dataset]
+        row["paper HAMR"] = f"{hamr_paper:.1f}"
+        row["paper best baseline"] = f"{base_paper:.1f} ({base_name})"
+        row["best baseline (dev)"] = NAMES.get(baseline, "missing")
+        for hamr in reversed(HAMRS):  # HAMR's columns first
+            gain, interval, p = GAIN_COLUMNS[hamr]
+            method = f"{hamr}_full"
+            test = significance(runs, dataset, method, baseline, resamples) if baseline else None
+            if test and cells[method]["status"] == "ok":
+                row[gain] = f"{100 * test['delta']:+.1f}"
+                row[interval] = f"[{100 * test['ci_low']:+.1f}, {100 * test['ci_high']:+.1f}]"
+                row[p] = fmt_p(test["p_value"], resamples)
+                row["_tests"][method] = test
+            else:
+                row.update({gain: "missing", interval: "missing", p: "missing"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ablation_table(runs, failed, resamples) -> pd.DataFrame:
+    """One row per configuration; per dataset its cell, its difference from its own full HAMR with
+    the paired bootstrap's p (the seeds both have), and the paper's number."""
+    rows = []
+    for method in ABLATIONS:
+        hamr, ablation = next((h, method[len(h) + 1:]) for h in sorted(HAMRS, key=len, reverse=True)
+                              if method.startswith(f"{h}_"))
+        full = f"{hamr}_full"
+        row = {"configuration": NAMES[method] if method != full else f"{HAMR_NAMES[hamr]} (full)", "_tex": {},
+               "_tests": {}}
+        for dataset in ABLATION_DATASETS:
+            name = paper.DISPLAY[dataset]
+            c = cell(runs, failed, dataset, method)
+            row[name] = fmt(c)
+            row["_tex"][name] = fmt(c, tex=True)
+            difference = f"{name} - full (p)"
+            if method == full:
+                row[difference] = ""
+            elif c["status"] == "ok" and (test := significance(runs, dataset, method, full, resamples)):
+                row[difference] = f"{100 * test['delta']:+.1f} (p {fmt_p(test['p_value'], resamples)})"
+                row["_tests"][dataset] = {**test, "vs": f"{HAMR_NAMES[hamr]} (full)"}
+            else:
+                row[difference] = "missing"
+            row[f"paper {name}"] = f"{paper.ABLATION[f'hamr_{ablation}'][dataset]:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def minority_table(runs) -> pd.DataFrame:
+    rows = []
+    for dataset in paper.DATASETS:
+        sel = runs[runs.dataset == dataset] if len(runs) else runs
+        if len(sel) == 0:
+            continue
+        counts = sel.iloc[0].metrics["train_class_counts"]
+        rarest = sorted(counts, key=lambda c: (counts[c], c))[:3]
+        baseline = best_baseline(runs, dataset)
+        for c in rarest:
+            row = {"dataset": paper.DISPLAY[dataset], "class": c, "train count": counts[c]}
+            for label, method in (("CE", "ce"), ("best baseline", baseline),
+                                  *((HAMR_NAMES[h], f"{h}_full") for h in HAMRS)):
+                m = sel[sel.method == method]
+                row[label] = (f"{100 * np.mean([r['test']['per_class_f1'].get(c, 0.0) for r in m.metrics]):.1f}"
+                              if len(m) else "missing")
+            row["best baseline is"] = NAMES.get(baseline, "missing")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_table(df: pd.DataFrame, stem: Path, title: str, caption: str) -> str:
+    public = df[[c for c in df.columns if not c.startswith("_")]]
+    markdown = f"## {title}\n\n{caption}\n\n{public.to_markdown(index=False, disable_numparse=True)}\n"
+    atomic_write_bytes(stem.with_suffix(".md"), markdown.encode())
+    atomic_write_bytes(stem.with_suffix(".csv"), public.to_csv(index=False).encode())
+    if "_tex" in df:
+        tex = public.copy()
+        for i, overrides in enumerate(df["_tex"]):
+            for column, value in overrides.items():
+                tex.loc[tex.index[i], column] = value
+        tex.columns = [c.replace("%", "\\%").replace("_", "\\_") for c in tex.columns]
+        body = tex.to_latex(index=False, escape=False, caption=caption.replace("%", "\\%").replace("`", ""),
+                            label=f"tab:{stem.name}")
+        atomic_write_bytes(stem.with_suffix(".tex"), body.encode())
+    return markdown
+
+
+def mean_history(histories: list[list[dict]]) -> list[dict]:
+    """Per-epoch means over seeds of the numeric entries of several runs' `history` lists.
+
+    Only epochs that every run reached are kept; `n_seeds` is the number of runs averaged.
+    """
+    merged = []
+    for epoch_rows in zip(*histories):
+        keys = [k for k in epoch_rows[0] if isinstance(epoch_rows[0][k], (int, float))]
+        row = {k: float(np.mean([r[k] for r in epoch_rows if k in r])) for k in keys}
+        merged.append({**row, "epoch": epoch_rows[0]["epoch"], "n_seeds": len(epoch_rows)})
+    return merged
+
+
+MODULE_PANELS = (  # (title, [(history key, label)]) of the modules_<dataset>.png panels
+    ("post-meta weight spread", [("weight_p10", "p10"), ("weight_p90", "p90")]),
+    ("hardness and sampling spread", [("h_max_over_mean", "h max / mean"),
+                                      ("p_hard_decile_over_median", "p of hardest decile / median")]),
+    ("largest |sample share - data share| over classes", [("max_share_gap", "gap")]),
+    ("Spearman of h with the loss", [("spearman_h_loss", "rho")]),
+)
+
+
+def figure_data(runs: pd.DataFrame) -> dict:
+    """The numbers behind the figures: test F1 per class (mean over seeds) of every method, and the
+    per-epoch history (mean over seeds, :func:`mean_history`) of every HAMR variant."""
+    data = {"per_class_f1": {}, "histories": {}}
+    for (dataset, method), sel in runs.groupby(["dataset", "method"]):
+        classes = sel.iloc[0].metrics["test"]["per_class_f1"]
+        data["per_class_f1"].setdefault(dataset, {})[method] = {
+            c: float(np.mean([r["test"]["per_class_f1"].get(c, 0.0) for r in sel.metrics])) for c in classes}
+        if method in (f"{h}_full" for h in HAMRS):
+            data["histories"].setdefault(method, {})[dataset] = mean_history([m["history"] for m in sel.metrics])
+    return data
+
+
+def figures(runs: pd.DataFrame, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    datasets = [d for d in paper.DATASETS if len(runs) and (runs.dataset == d).any()]
+    written = []
+    if not datasets:
+        return written
+    data = figure_data(runs)
+    atomic_write_bytes(folder / "figure_data.json", json.dumps(data, indent=1).encode())
+    written.append(folder / "figure_data.json")
+    histories = data["histories"]
+    variants = [f"{h}_full" for h in HAMRS if f"{h}_full" in histories]
+
+    def grid(title, rows=None, columns=1, size=(9, 2.8)):
+        rows = rows or len(datasets)
+        fig, axes = plt.subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows), squeeze=False)
+        fig.suptitle(title)
+        return fig, axes
+
+    def save(fig, name):
+        fig.tight_layout()
+        path = folder / name
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path)
+
+    fig, axes = grid("Test F1 per class (mean over seeds): the best baseline (chosen on dev) and HAMR")
+    for ax, dataset in zip(axes[:, 0], datasets):
+        sel, baseline = runs[runs.dataset == dataset], best_baseline(runs, dataset)
+        counts = sel.iloc[0].metrics["train_class_counts"]
+        classes = sorted(counts, key=lambda c: -counts[c])
+        shown = [m for m in (baseline, *(f"{h}_full" for h in HAMRS)) if m in data["per_class_f1"][dataset]]
+        for i, method in enumerate(shown):
+            f1 = data["per_class_f1"][dataset][method]
+            ax.bar(np.arange(len(classes)) + (i - (len(shown) - 1) / 2) * 0.8 / len(shown),
+                   [f1.get(c, 0.0) for c in classes], width=0.8 / len(shown), label=NAMES.get(method, method))
+        ax.set_xticks(np.arange(len(classes)), [f"{c[:18]} ({counts[c]})" for c in classes], rotation=30, ha="right",
+                      fontsize=7)
+        ax.set_title(paper.DISPLAY[dataset], fontsize=9)
+        ax.set_ylabel("F1")
+        ax.legend(fontsize=7)
+    save(fig, "per_class_f1.png")
+    if not variants:
+        return written
+
+    hamr_datasets = [d for d in datasets if any(d in histories[v] for v in variants)]
+    fig, axes = grid("Learned loss -> weight curve f_θ(z) after each epoch (mean over seeds)", rows=len(variants),
+                     columns=len(hamr_datasets), size=(3, 3))
+    for row, variant in enumerate(variants):
+        for ax, dataset in zip(axes[row], hamr_datasets):
+            history = histories[variant].get(dataset)
+            if not history:
+                ax.set_axis_off()
+                continue
+            keys = sorted((k for k in history[0] if k.startswith("weight_curve/z=")), key=lambda k: float(k.split("=")[1]))
+            z = [float(k.split("=")[1]) for k in keys]
+            for epoch_row in history:
+                ax.plot(z, [epoch_row[k] for k in keys], marker=".", label=f"epoch {epoch_row['epoch']}")
+            ax.set_title(f"{NAMES[variant]}\n{paper.DISPLAY[dataset]} ({history[0]['n_seeds']} seeds)", fontsize=8)
+            ax.set_xlabel("batch z-score of the loss")
+            ax.legend(fontsize=6)
+    save(fig, "weight_curve.png")
+
+    fig, axes = grid("Share of each class among the examples sampled in the last epoch vs its share of the data "
+                     "(mean over seeds)", rows=len(hamr_datasets))
+    for ax, dataset in zip(axes[:, 0], hamr_datasets):
+        first = next(histories[v][dataset] for v in variants if dataset in histories[v])[0]
+        classes = sorted((k.split("/", 1)[1] for k in first if k.startswith("data_share/")),
+                         key=lambda c: -first[f"data_share/{c}"])
+        x = np.arange(len(classes))
+        ax.bar(x, [first[f"data_share/{c}"] for c in classes], color="lightgray", label="data")
+        for variant in variants:
+            if dataset in histories[variant]:
+                last = histories[variant][dataset][-1]
+                ax.plot(x, [last[f"sample_share/{c}"] for c in classes], marker="o", linestyle="",
+                        label=f"{NAMES[variant]}, epoch {last['epoch']}")
+        ax.set_xticks(x, [c[:18] for c in classes], rotation=30, ha="right", fontsize=7)
+        ax.set_title(paper.DISPLAY[dataset], fontsize=9)
+        ax.legend(fontsize=6)
+    save(fig, "sampling_share.png")
+
+    for dataset in hamr_datasets:
+        fig, axes = grid(f"{paper.DISPLAY[dataset]}: did HAMR's modules move? (per epoch, mean over seeds)",
+                         rows=1, columns=len(MODULE_PANELS), size=(3.2, 3))
+        for ax, (title, keys) in zip(axes[0], MODULE_PANELS):
+            for variant in variants:
+                history = histories[variant].get(dataset, [])
+                for key, label in keys:
+                    if history and key in history[0]:
+                        ax.plot([r["epoch"] for r in history], [r.get(key, np.nan) for r in history], marker="o",
+                                label=f"{HAMR_NAMES[variant[:-len('_full')]]}: {label}")
+            ax.set_title(title, fontsize=8)
+            ax.set_xlabel("epoch")
+            if ax.lines:
+                ax.legend(fontsize=5)
+            else:  # runs from before this diagnostic was logged
+                ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+        save(fig, f"modules_{dataset}.png")
+    return written
+
+
+def log_to_wandb(profile: str, tables: dict[str, pd.DataFrame], images: list[Path], out: Path) -> None:
+    """One W&B summary run holding the tables and figures; a failure is a warning only."""
+    try:
+        import wandb
+
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "hamr"), group=f"table_{profile}",
+                         name=f"tables-{profile}", job_type="summary", dir=os.environ.get("WANDB_DIR", "outputs"),
+                         mode=os.environ.get("WANDB_MODE", "offline"), reinit="finish_previous")
+        for name, df in tables.items():
+            public = df[[c for c in df.columns if not c.startswith("_")]].astype(str)
+            run.log({f"table/{name}": wandb.Table(dataframe=public)})
+        run.log({f"figure/{p.stem}": wandb.Image(str(p)) for p in images if p.suffix == ".png"})
+        run.finish()
+    except Exception as err:  # noqa: BLE001 - the tables are written already
+        print(f"warning: W&B logging of the tables failed ({type(err).__name__}: {err})")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    runs, failed = load_runs(args.results)
+    if len(runs) == 0 and len(failed) == 0:
+        raise SystemExit(f"error: no runs under {args.results}/runs: run `make reproduce-table` first")
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = runs.iloc[0].metrics["model"] if len(runs) else "?"
+    train_caps = sorted({str(m["config"]["dataset"]["max_train_examples"]) for m in runs.metrics}) if len(runs) else []
+    trainer = runs.iloc[0].metrics["config"]["trainer"] if len(runs) else {}
+    lrs = sorted({m["config"]["trainer"]["lr"] for m in runs.metrics}) if len(runs) else []
+    setting = (f"profile `{args.profile}`: {model}, at most {', '.join(train_caps)} training examples (stratified), "
+               f"{trainer.get('epochs')} epochs, max length {trainer.get('max_length')}, batch {trainer.get('batch_size')}, "
+               f"lr {', '.join(map(str, lrs))}, test scored with the best-dev epoch; "
+               + ("full dev and test splits" if all(m["config"]["dataset"]["max_eval_examples"] is None for m in runs.metrics)
+                  else "dev and test capped (smoke only: not comparable to anything)"))
+    main_df = main_table(runs, failed, args.resamples)
+    caption = (f"Test Macro-F1 (x100), mean ± std over seeds; {setting}. Bold: best per dataset. "
+               "Paper numbers: BERT-based encoders, full data (method.md section 5). Best baseline: best mean dev "
+               f"Macro-F1; 95% CI and two-sided p from a paired bootstrap over test items ({args.resamples} resamples, "
+               "per seed, pooled as the mean over seeds).")
+    text = write_table(main_df, args.out / "main", "Main results", caption)
+    ablation_df = ablation_table(runs, failed, args.resamples)
+    text += "\n" + write_table(ablation_df, args.out / "ablation", "Ablations", "Test Macro-F1 (x100), mean ± std "
+                               f"over seeds; {setting}. '- full (p)': difference from full HAMR and the two-sided p "
+                               f"of a paired bootstrap over test items ({args.resamples} resamples, per seed, pooled). "
+                               "Paper numbers from a secondary summary (unverified).")
+    minority_df = minority_table(runs)
+    if len(minority_df):
+        text += "\n" + write_table(minority_df, args.out / "minority", "Rarest classes", "Test F1 (x100, mean over "
+                                   "seeds) of each dataset's three rarest training classes.")
+    significance_rows = [{"dataset": r["dataset"], "configuration": NAMES[method], "vs": "best baseline (dev)", **test}
+                         for r in main_df.to_dict("records") for method, test in r["_tests"].items()]
+    significance_rows += [{"dataset": paper.DISPLAY[dataset], "configuration": r["configuration"], **test}
+                          for r in ablation_df.to_dict("records") for dataset, test in r["_tests"].items()]
+    atomic_write_bytes(args.out / "significance.json", json.dumps(significance_rows, indent=2).encode())
+    images = figures(runs, args.figures or args.out.parent / "figures")
+    provenance = {"built_at": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": platform.platform(),
+                  "runs": len(runs), "failed": len(failed),
+                  "train_hours": float(sum(m["wall_seconds"] for m in runs.metrics) / 3600) if len(runs) else 0.0}
+    atomic_write_bytes(args.out / "provenance.json", json.dumps(provenance, indent=2).encode())
+    if not args.no_wandb:
+        log_to_wandb(args.profile, {"main": main_df, "ablation": ablation_df, "minority": minority_df}, images, args.out)
+    print(text)
+    print(f"{len(runs)} finished runs, {len(failed)} failed; tables in {args.out}, "
+          f"figures: {sum(p.suffix == '.png' for p in images)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
