@@ -33,7 +33,7 @@ FIGURES ?= $(if $(filter command line,$(origin TABLES)),$(TABLES)/../figures,$(F
 SWEEP := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
 	paths.results_dir=$(abspath $(RESULTS)) trainer.seed=$(SEEDS) $(if $(FORCE),force=true) $(SWEEP_ARGS)
 
-.PHONY: help install test test-all lint train demo bench bench-modes reproduce-table tables tune-baselines clean
+.PHONY: help install test test-all lint train demo bench bench-modes reproduce-table tables tune-baselines tune-summary clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -93,7 +93,10 @@ tune-baselines:  ## every baseline's learning rate (focal: and gamma) on dev, 8 
 	  for loss in icf focal ce dice; do \
 	    $(TUNE) method=baseline tune=$$( [ $$loss = focal ] && echo focal || echo lr ) baseline_loss=$$loss dataset=$$ds || status=1; \
 	  done; \
-	done; exit $$status
+	done; $(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE) || status=1; exit $$status
+
+tune-summary:  ## the tuning study's summary (every trial's mean dev, the choices) -> results/tuning/table_<profile>/
+	$(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE)
 
 tables:  ## rebuild the tables and figures from finished runs: make tables PROFILE=cpu
 	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE)

@@ -1,0 +1,42 @@
+"""Summarise a dev-only tuning study (the `tune=...` sweeps) into summary.md and chosen.json.
+
+    python scripts/summarize_tuning.py results/tuning/table_cpu
+
+Per dataset and method: every trial's mean dev Macro-F1 over its seeds, the chosen trial, the
+runner-up and whether their difference exceeds the spread between seeds (hamr.tuning). Test
+scores are not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from hamr.results import atomic_write_bytes
+from hamr.tuning import choices, load_trials, rank_trials, summary_markdown
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results", type=Path, help="the study's results folder (holding runs/)")
+    parser.add_argument("--min-seeds", type=int, default=2, help="seeds a trial needs to be ranked")
+    args = parser.parse_args(argv)
+    trials = load_trials(args.results)
+    if trials.empty:
+        raise SystemExit(f"error: no tuning runs under {args.results}/runs: run `make tune-baselines` first")
+    ranked = rank_trials(trials, args.min_seeds)
+    chosen = choices(ranked)
+    header = (f"# Tuning on dev: {args.results}\n\nBuilt by `python scripts/summarize_tuning.py {args.results}` on "
+              f"{time.strftime('%Y-%m-%d %H:%M %Z')} ({platform.machine()}), from {len(trials)} finished runs. "
+              "Each trial is the mean dev Macro-F1 over its seeds; test was not read.\n\n")
+    atomic_write_bytes(args.results / "summary.md", (header + summary_markdown(ranked, chosen)).encode())
+    atomic_write_bytes(args.results / "chosen.json", json.dumps(chosen, indent=2).encode())
+    print(header + summary_markdown(ranked, chosen))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

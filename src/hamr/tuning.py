@@ -1,0 +1,88 @@
+"""What a dev-only tuning study found: the trials of `tune=...` sweeps read back from their run
+folders, ranked by mean dev Macro-F1 over seeds, with the seed spread beside the differences that
+decide the choice. Test scores are never read.
+
+Run folders: ``<results>/runs/<dataset>/<method>/<trial overrides>/seed=<n>/metrics.json`` (the
+``tune/`` presets' ``paths.run_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation")  # name the study, are not tuned
+
+
+def parse_overrides(name: str) -> dict[str, str]:
+    """``a=1,b.c=x`` (Hydra's override_dirname) -> {"a": "1", "b.c": "x"}."""
+    return dict(item.split("=", 1) for item in name.split(",") if "=" in item)
+
+
+def load_trials(results_dir: Path) -> pd.DataFrame:
+    """One row per finished seed of a trial: dataset, method, trial (its overrides without the
+    study's fixed keys, as ``key=value`` joined by commas), seed, dev (Macro-F1 in [0, 1]),
+    selected_epoch, epochs, wall_seconds."""
+    rows = []
+    for path in sorted(Path(results_dir).glob("runs/*/*/*/seed=*/metrics.json")):
+        trial_folder = path.parent.parent
+        m = json.loads(path.read_text())
+        values = {k: v for k, v in parse_overrides(trial_folder.name).items() if k not in FIXED_KEYS}
+        rows.append({"dataset": m["dataset"], "method": m["method"], "trial": ",".join(f"{k}={v}" for k, v in values.items()),
+                     "seed": m["seed"], "dev": m["dev_macro_f1"], "selected_epoch": m["selected_epoch"],
+                     "epochs": m["config"]["trainer"]["epochs"], "wall_seconds": m["wall_seconds"]})
+    return pd.DataFrame(rows, columns=["dataset", "method", "trial", "seed", "dev", "selected_epoch", "epochs",
+                                       "wall_seconds"])
+
+
+def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
+    """Per (dataset, method, trial): mean and sample std of dev over seeds, the seeds, how often
+    the last epoch was the best; ranked within each study by mean dev (trials with fewer than
+    ``min_seeds`` finished seeds are listed but not ranked)."""
+    trials = trials.assign(last_is_best=trials.selected_epoch == trials.epochs)
+    table = trials.groupby(["dataset", "method", "trial"]).agg(
+        dev_mean=("dev", "mean"), dev_std=("dev", "std"), seeds=("seed", lambda s: sorted(s)), n=("seed", "size"),
+        last_epoch_best=("last_is_best", "sum"), hours=("wall_seconds", lambda w: w.sum() / 3600)).reset_index()
+    complete = table.n >= min_seeds
+    table["rank"] = np.nan
+    table.loc[complete, "rank"] = table[complete].groupby(["dataset", "method"]).dev_mean.rank(ascending=False,
+                                                                                               method="min")
+    return table.sort_values(["dataset", "method", "rank", "trial"], na_position="last").reset_index(drop=True)
+
+
+def choices(ranked: pd.DataFrame) -> list[dict]:
+    """Per study: the chosen trial (best mean dev), the runner-up, their difference and the seed
+    spread (the mean of the two trials' dev stds) that the difference should exceed."""
+    out = []
+    for (dataset, method), study in ranked[ranked["rank"].notna()].groupby(["dataset", "method"]):
+        study = study.sort_values("dev_mean", ascending=False)
+        best = study.iloc[0]
+        second = study.iloc[1] if len(study) > 1 else None
+        spread = float(np.nanmean([best.dev_std, second.dev_std])) if second is not None else float(best.dev_std)
+        margin = float(best.dev_mean - second.dev_mean) if second is not None else float("nan")
+        out.append({"dataset": dataset, "method": method, "chosen": best.trial, "values": parse_overrides(best.trial),
+                    "dev_mean": float(best.dev_mean), "dev_std": float(best.dev_std), "seeds": list(best.seeds),
+                    "runner_up": None if second is None else second.trial, "margin": margin, "seed_spread": spread,
+                    "margin_exceeds_spread": bool(margin > spread), "trials": int(len(study))})
+    return out
+
+
+def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
+    lines = ["| dataset | method | chosen | dev (mean ± std, x100) | runner-up | margin | seed spread | "
+             "margin > spread | trials |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in chosen:
+        lines.append(f"| {c['dataset']} | {c['method']} | `{c['chosen']}` | {100 * c['dev_mean']:.1f} ± "
+                     f"{100 * c['dev_std']:.1f} | `{c['runner_up']}` | {100 * c['margin']:+.1f} | "
+                     f"{100 * c['seed_spread']:.1f} | {'yes' if c['margin_exceeds_spread'] else 'no'} | {c['trials']} |")
+    lines += ["", "All trials (dev Macro-F1 x100; `last best`: seeds whose best dev epoch was the last):", "",
+              "| dataset | method | trial | rank | dev mean | dev std | seeds | last best | run hours |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in ranked.itertuples():
+        rank = "-" if np.isnan(r.rank) else f"{r.rank:.0f}"
+        std = "-" if np.isnan(r.dev_std) else f"{100 * r.dev_std:.1f}"
+        lines.append(f"| {r.dataset} | {r.method} | `{r.trial}` | {rank} | {100 * r.dev_mean:.1f} | {std} | "
+                     f"{','.join(map(str, r.seeds))} | {r.last_epoch_best}/{r.n} | {r.hours:.2f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+"""hamr.tuning on synthetic tuning folders whose every number is known in advance."""
+
+import json
+import math
+
+import pytest
+
+from hamr.results import atomic_write_json
+from hamr.tuning import choices, load_trials, parse_overrides, rank_trials
+
+
+def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5"):
+    folder = results / "runs" / dataset / method / f"baseline_loss={method},dataset={dataset},trainer.lr={lr}"
+    for seed, (dev, epoch) in enumerate(zip(devs, selected), start=1):
+        atomic_write_json(folder / f"seed={seed}" / "metrics.json", {
+            "dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "selected_epoch": epoch,
+            "wall_seconds": 1800.0, "config": {"trainer": {"epochs": 3}}})
+
+
+def test_trials_are_ranked_by_mean_dev_and_the_margin_is_set_against_the_seed_spread(tmp_path):
+    fake_trial(tmp_path, "1e-4", [0.50, 0.54])  # mean .52, std .028
+    fake_trial(tmp_path, "2e-4", [0.60, 0.62], selected=(2, 3))  # mean .61, std .014: chosen
+    fake_trial(tmp_path, "3e-4", [0.70])  # one seed only: listed, not ranked
+    ranked = rank_trials(load_trials(tmp_path))
+    assert ranked.trial.tolist() == ["trainer.lr=2e-4", "trainer.lr=1e-4", "trainer.lr=3e-4"]
+    assert ranked["rank"].tolist()[:2] == [1.0, 2.0] and math.isnan(ranked["rank"].iloc[2])
+    assert ranked.last_epoch_best.tolist() == [1, 2, 1] and ranked.hours.tolist() == [1.0, 1.0, 0.5]
+    (chosen,) = choices(ranked)
+    assert chosen["values"] == {"trainer.lr": "2e-4"} and chosen["runner_up"] == "trainer.lr=1e-4"
+    assert chosen["margin"] == pytest.approx(0.09)
+    assert chosen["seed_spread"] == pytest.approx((0.02 * 2 ** 0.5 / 2 + 0.04 * 2 ** 0.5 / 2) / 2)  # mean of the stds
+    assert chosen["margin_exceeds_spread"]
+
+
+def test_a_margin_inside_the_seed_spread_is_flagged(tmp_path):
+    fake_trial(tmp_path, "1e-4", [0.40, 0.60])  # mean .50, std .14
+    fake_trial(tmp_path, "2e-4", [0.45, 0.57])  # mean .51
+    (chosen,) = choices(rank_trials(load_trials(tmp_path)))
+    assert chosen["values"] == {"trainer.lr": "2e-4"} and not chosen["margin_exceeds_spread"]
+
+
+def test_no_test_score_is_read(tmp_path):
+    fake_trial(tmp_path, "1e-4", [0.5, 0.5])
+    assert "test" not in " ".join(load_trials(tmp_path).columns)
+    assert parse_overrides("a=1,b.c=x=y") == {"a": "1", "b.c": "x=y"}
+
+
+def test_the_script_writes_summary_and_choices(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    fake_trial(tmp_path, "1e-4", [0.50, 0.54])
+    fake_trial(tmp_path, "2e-4", [0.60, 0.62])
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize_tuning.py"), str(tmp_path)], check=True,
+                   capture_output=True)
+    chosen = json.loads((tmp_path / "chosen.json").read_text())
+    assert [c["chosen"] for c in chosen] == ["trainer.lr=2e-4"]
+    assert "| sst5 | ce | `trainer.lr=2e-4` | 61.0 ± 1.4 |" in (tmp_path / "summary.md").read_text()
