@@ -20,11 +20,21 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("HAMR_DATA_DIR", ROOT.parent / "shared" / "datasets")).resolve()
 
 
+DATASETS = ("bionlp2004", "tweetner7_2020", "mit_restaurant", "hurricane_irma_2017", "cyclone_idai_2019", "sst5")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
+    """The six datasets. Absent (a fresh clone without ../shared), the tests that need them skip with
+    one line, except under CI=true, where their absence fails: CI must run them all."""
     path = shared_data_dir()
-    assert (path / "cyclone_idai_2019" / "train.json").is_file(), (
-        f"datasets not found at {path}: set HAMR_DATA_DIR or put shared/ beside the checkout")
+    missing = [name for name in DATASETS if not (path / name / "train.json").is_file()]
+    if missing:
+        message = (f"the datasets {', '.join(missing)} are not at {path}: set HAMR_DATA_DIR or put shared/ beside "
+                   "the checkout")
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 

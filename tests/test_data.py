@@ -121,38 +121,12 @@ def test_hub_record_conversions():
     assert [(r["text"], r["label_text"], r["label"]) for r in got] == [("x", "b", 1), ("y", "a", 0)]
 
 
-def test_download_writes_the_authors_layout(tmp_path):
-    from types import SimpleNamespace
-
-    from hamr.data.hub import download
-
-    def fake_load_dataset(path, name, split):
-        assert (path, name) == ("SetFit/sst5", None)
-        return [{"text": f"{split} text", "label": 1, "label_text": "neg"},
-                {"text": "more", "label": 0, "label_text": "pos"}]
-
-    hub = SimpleNamespace(path="SetFit/sst5", name=None, format="setfit",
-                          splits={"train": "train", "dev": "validation", "test": "test"})
-    download(hub, "cls", tmp_path, FILES, load_dataset=fake_load_dataset)
-    data = load_task_data(tmp_path, "cls", FILES)
-    assert data.dev.inputs[0] == "validation text" and data.label_names == ["neg", "pos"]
-
-
 def test_real_datasets_load(data_dir):
     data = load_task_data(data_dir / "mit_restaurant", "ner", FILES)
     assert len(data.train) == 6900 and len(data.class_names) == 8
     data = load_task_data(data_dir / "cyclone_idai_2019", "cls", FILES)
     assert (len(data.train), len(data.dev), len(data.test)) == (2753, 401, 779)
     assert len(data.label_names) == 10 and data.label_names == sorted(data.label_names)
-
-
-def test_missing_files_without_hub_source_is_a_clear_error(tmp_path):
-    from types import SimpleNamespace
-
-    from hamr.data.hub import download
-
-    with pytest.raises(FileNotFoundError, match="dataset.hub.path"):
-        download(SimpleNamespace(path=None, format="none"), "cls", tmp_path, FILES)
 
 
 def test_bad_ner_record_never_reaches_the_tokenizer(tmp_path):

@@ -33,17 +33,20 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
 
 @dataclass
 class HubConfig:
-    """Where the dataset lives on the Hugging Face Hub, used only when its files are absent."""
+    """Where the dataset's raw files are on the Hugging Face Hub, used only when its files are
+    neither in dataset.dir nor shipped with the package (hamr.data.hub)."""
 
-    path: str | None = None  # Hub dataset id, e.g. tner/bionlp2004
-    name: str | None = None  # Hub configuration (HumAID event name), if any
+    path: str | None = None  # Hub dataset repository, e.g. tner/bionlp2004
+    revision: str | None = None  # a branch, tag or commit; null: main
     format: str = "none"  # tner | setfit | humaid | none (no download)
-    splits: dict[str, str] = field(
-        default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"}
-    )
+    files: dict[str, str] = field(default_factory=dict)  # split (train/dev/test) -> file in the repository
+    label_file: str = "dataset/label.json"  # tner: tag -> integer id
 
     def __post_init__(self) -> None:
         _check_choice("dataset.hub.format", self.format, ("tner", "setfit", "humaid", "none"))
+        if self.format != "none":
+            _check(sorted(self.files) == ["dev", "test", "train"], "dataset.hub.files",
+                   "one repository file for each of train, dev, test", dict(self.files))
 
 
 @dataclass

@@ -45,9 +45,9 @@ def pick_device(name: str) -> torch.device:
 # Keys that do not change a run's result: a finished run whose config differs only here is reused.
 VOLATILE_KEYS = ("paths", "logger", "force", "resume", "experiment_name", "tags", "objective_seeds")
 VOLATILE_TRAINER_KEYS = ("progress_bar", "num_threads", "device", "eval_batch_size")
-# Where the dataset's files live (HAMR_DATA_DIR, absolute or relative) is not what they hold; the
-# run folder is keyed by the dataset's name already.
-VOLATILE_DATASET_KEYS = ("dir",)
+# Where the dataset's files live (HAMR_DATA_DIR, absolute or relative, or the Hub repository they
+# would be fetched from) is not what they hold; the run folder is keyed by the dataset's name already.
+VOLATILE_DATASET_KEYS = ("dir", "hub")
 
 
 def result_relevant(config: dict) -> dict:
