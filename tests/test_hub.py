@@ -103,7 +103,11 @@ def _fail_with(exception):
 
 def hub_errors():
     import httpx2
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     response = httpx2.Response(404, request=httpx2.Request("GET", "https://huggingface.co/api/datasets/x/y"))
     return [RepositoryNotFoundError("404 Client Error. Repository Not Found for url", response=response),
