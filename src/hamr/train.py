@@ -28,6 +28,7 @@ from hamr.data.encode import IGNORE_INDEX, collator_for, encode_split_cached
 from hamr.data.prepare import load_dataset_splits
 from hamr.data.records import DataError
 from hamr.evaluation import compact_predictions, predict, score
+from hamr.lock import RunLock
 from hamr.loop import NumericalError, RunContext, fit
 from hamr.models import build_model, load_tokenizer
 from hamr.results import atomic_write_json, git_commit, write_run
@@ -73,17 +74,33 @@ def finished_run(run_dir: Path, resolved: dict) -> dict | None:
 def run(cfg: DictConfig) -> dict:
     """Train and evaluate one configuration; returns the metrics written to metrics.json. A run
     whose metrics.json already exists for the same configuration is not repeated (``force=true``
-    repeats it), so an interrupted sweep resumes where it stopped."""
+    repeats it), so an interrupted sweep resumes where it stopped; a run folder that another job is
+    training is waited for (hamr.lock)."""
     settings = validate(cfg)  # every range check, before any data or model is touched
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_dir = Path(settings.paths.run_dir)
     if not settings.force and (done := finished_run(run_dir, resolved)) is not None:
         log.info("skipped: %s is finished (force=true reruns it)", run_dir / "metrics.json")
         return done
+    # bad input stops here, before anything is written or the model loads
+    task_data = load_dataset_splits(settings.dataset, settings.trainer.seed,
+                                    strict_iob2=settings.trainer.seqeval_mode == "strict")
+    lock = RunLock(run_dir)
+    waited = not lock.acquire()
+    try:
+        if waited and not settings.force and (done := finished_run(run_dir, resolved)) is not None:
+            log.info("skipped: %s was finished by the job this one waited for", run_dir / "metrics.json")
+            return done
+        return _train(cfg, settings, resolved, task_data, lock)
+    finally:
+        lock.release()
+
+
+def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) -> dict:
+    run_dir = Path(settings.paths.run_dir)
     commit = git_commit()  # the code as it is when the run starts
     ds, tr = settings.dataset, settings.trainer
     loss = instantiate(cfg.baseline_loss)
-    task_data = load_dataset_splits(ds, tr.seed, strict_iob2=tr.seqeval_mode == "strict")  # bad input stops here, before the model loads
     set_seed(tr.seed)
     if tr.num_threads:
         torch.set_num_threads(tr.num_threads)
@@ -127,7 +144,8 @@ def run(cfg: DictConfig) -> dict:
     checkpointer = Checkpointer(Path(settings.paths.checkpoint_dir), run_dir, result_relevant(resolved), settings.resume)
     result = fit(model, method, encoded["train"], collate, optimizer, scheduler, epochs=tr.epochs,
                  batch_size=tr.batch_size, grad_clip=tr.grad_clip, seed=tr.seed,
-                 evaluate_dev=lambda: evaluate("dev")[0], log_metrics=tracker.log, progress_bar=tr.progress_bar,
+                 evaluate_dev=lambda: evaluate("dev")[0], progress_bar=tr.progress_bar,
+                 log_metrics=lambda row, step: (lock.heartbeat(), tracker.log(row, step)),
                  max_skip_share=tr.max_skip_share, checkpointer=checkpointer)
     if tr.select == "best":
         model.load_state_dict(result.best_state)
