@@ -33,7 +33,7 @@ FIGURES ?= $(if $(filter command line,$(origin TABLES)),$(TABLES)/../figures,$(F
 SWEEP := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
 	paths.results_dir=$(abspath $(RESULTS)) trainer.seed=$(SEEDS) $(if $(FORCE),force=true) $(SWEEP_ARGS)
 
-.PHONY: help install test test-all lint train demo bench bench-modes reproduce-table tables tune-baselines tune-summary clean
+.PHONY: help install test test-all lint train demo bench bench-modes reproduce-table tables tune-baselines tune-summary check-reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ install:  ## create .venv with the CPU build of torch and the package (editable)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,cpu]'
 
 test:  ## the test suite without `slow` tests (what CI runs)
 	$(BIN)/python -m pytest
@@ -94,6 +94,11 @@ tune-baselines:  ## every baseline's learning rate (focal: and gamma) on dev, 8 
 	    $(TUNE) method=baseline tune=$$( [ $$loss = focal ] && echo focal || echo lr ) baseline_loss=$$loss dataset=$$ds || status=1; \
 	  done; \
 	done; $(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE) || status=1; exit $$status
+
+# --- make check-reproduce [RUN=results/table_cpu/runs/mit_restaurant/ce/seed=1]
+RUN ?= results/table_cpu/runs/mit_restaurant/ce/seed=1
+check-reproduce:  ## rerun one committed run folder with today's code and compare it digit for digit (about 2 min)
+	$(BIN)/python scripts/check_reproduce.py $(RUN)
 
 tune-summary:  ## the tuning study's summary (every trial's mean dev, the choices) -> results/tuning/table_<profile>/
 	$(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE)

@@ -132,3 +132,39 @@ def test_draws_follow_the_probabilities():
     assert frequencies == pytest.approx(p, abs=0.015)
     again = draw(p, oversample=2500.0, generator=torch.Generator().manual_seed(0))
     assert torch.equal(indices, again)
+
+
+class FakeGpuFaiss:
+    """A stand-in for faiss-gpu: real FAISS CPU indices, a GPU count, and a record of which index was
+    moved to the GPUs (index_cpu_to_all_gpus returns the CPU index itself, so the search is real)."""
+
+    def __init__(self, gpus: int):
+        import faiss
+
+        self._faiss, self.gpus, self.moved = faiss, gpus, []
+        self.IndexFlatIP, self.IndexHNSWFlat, self.METRIC_INNER_PRODUCT = (
+            faiss.IndexFlatIP, faiss.IndexHNSWFlat, faiss.METRIC_INNER_PRODUCT)
+        self.StandardGpuResources = object
+
+    def get_num_gpus(self) -> int:
+        return self.gpus
+
+    def index_cpu_to_all_gpus(self, index):
+        self.moved.append(type(index).__name__)
+        return index
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_the_exact_graph_is_built_on_the_gpu_when_faiss_sees_one(monkeypatch, gpus):
+    import sys
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    fake = FakeGpuFaiss(gpus)
+    monkeypatch.setitem(sys.modules, "faiss", fake)
+    graph = knn_graph(x, 5, "auto", exact_max=100)  # above exact_max: HNSW on a CPU, exact on a GPU
+    assert fake.moved == (["IndexFlatIP"] if gpus else [])
+    if gpus:
+        expected = torch.topk(torch.from_numpy(x @ x.T), k=5, dim=1).indices.numpy()
+        np.testing.assert_array_equal(np.sort(graph, axis=1), np.sort(expected, axis=1))

@@ -56,7 +56,11 @@ def knn_graph(embeddings: np.ndarray, k: int, index: str = "flat", exact_max: in
     ``hnsw`` an approximate HNSW graph (M = ``hnsw_m``), for training sets too large for exact
     all-pairs search on a CPU; ``auto`` flat on a GPU or up to ``exact_max`` examples, else hnsw.
     """
-    import faiss
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError("HAMR's k-NN graph needs FAISS. Fix: pip install faiss-cpu (make install does), or on a GPU "
+                          "machine conda install -c conda-forge faiss-gpu (environment.yml does)") from None
 
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = x.shape
