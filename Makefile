@@ -33,7 +33,7 @@ FIGURES ?= $(if $(filter command line,$(origin TABLES)),$(TABLES)/../figures,$(F
 SWEEP := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
 	paths.results_dir=$(abspath $(RESULTS)) trainer.seed=$(SEEDS) $(if $(FORCE),force=true) $(SWEEP_ARGS)
 
-.PHONY: help install test test-all lint train demo bench bench-modes reproduce-table tables tune-baselines tune-summary check-reproduce clean
+.PHONY: help install test test-fast test-gpu lint train demo bench bench-modes reproduce-table tables tune-baselines tune-summary check-reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,11 +44,14 @@ install:  ## create .venv with the CPU build of torch and the package (editable)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,cpu]'
 
-test:  ## the test suite without `slow` tests (what CI runs)
-	$(BIN)/python -m pytest
-
-test-all:  ## every test, the slow ones too
+test:  ## every test that runs on a CPU, the slow end-to-end ones too (what CI runs)
 	$(BIN)/python -m pytest -m "not gpu"
+
+test-fast:  ## the quick day-to-day subset: skips the `slow` end-to-end runs
+	$(BIN)/python -m pytest -m "not slow and not gpu"
+
+test-gpu:  ## the `gpu` tests, on a machine with CUDA
+	$(BIN)/python -m pytest -m gpu
 
 lint:  ## ruff
 	$(BIN)/ruff check src tests scripts
@@ -63,7 +66,7 @@ bench:  ## speed benchmarks: training step (CE vs HAMR modes vs the authors' ste
 	$(BIN)/python scripts/bench_step.py $(ARGS)
 	$(BIN)/python scripts/bench_knn.py
 
-MODES_SWEEP := $(BIN)/python -m hamr.train -m experiment=table_cpu method=hamr ablation=full dataset=cyclone_idai_2019 \
+MODES_SWEEP := $(BIN)/python -m hamr.train -m experiment=table_cpu method=hamr hamr=authors ablation=full dataset=cyclone_idai_2019 \
 	trainer.seed=1,2,3 $(SWEEP_ARGS)
 
 bench-modes:  ## accuracy of the cheaper meta modes vs exact on Cyclone-Idai, 3 seeds, cpu table settings (about 1.5 h on 2 cores) -> results/bench/modes/

@@ -3,8 +3,9 @@
     make bench-modes          # the training runs (skipped when finished), then this script
     python scripts/bench_modes.py --exact results/table_cpu --modes results/bench/modes
 
-Reads the exact HAMR runs (``<exact>/runs/<dataset>/hamr_full/seed=*``, the `cpu` table's own
-runs) and each mode's runs (``<modes>/<mode>/runs/<dataset>/hamr_full/seed=*``), and the step
+Reads the exact HAMR runs (``<exact>/runs/<dataset>/<method>/seed=*``, the `cpu` table's own
+runs) and each mode's runs (``<modes>/<mode>/runs/<dataset>/<method>/seed=*``; method
+``hamr_authors_full``, the hamr=authors preset these were measured with), and the step
 benchmark (``results/bench/step_cpu.json``, the modes' step time / CE step time measured side by
 side). A mode keeps the accuracy when its mean dev Macro-F1 is within one seed-std (ddof 1) of the
 exact step's mean. Writes ``<modes>/modes.{md,json}``: per mode dev and test mean ± std, the step
@@ -37,12 +38,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--modes", type=Path, default=Path("results/bench/modes"), help="folder of <mode>/runs")
     parser.add_argument("--step-bench", type=Path, default=Path("results/bench/step_cpu.json"))
     parser.add_argument("--dataset", default="cyclone_idai_2019")
+    parser.add_argument("--method", default="hamr_authors_full", help="the run folders' method name")
     return parser.parse_args(argv)
 
 
-def mode_scores(folder: Path, dataset: str) -> dict | None:
+def mode_scores(folder: Path, dataset: str, method: str) -> dict | None:
     runs, _ = load_runs(folder)
-    runs = runs[(runs.dataset == dataset) & (runs.method == "hamr_full")] if len(runs) else runs
+    runs = runs[(runs.dataset == dataset) & (runs.method == method)] if len(runs) else runs
     if len(runs) == 0:
         return None
     seconds_per_step = [m["train_seconds"] / m["steps"] for m in runs.metrics]
@@ -58,7 +60,7 @@ def summarise(args: argparse.Namespace) -> dict:
     step = json.loads(args.step_bench.read_text()) if args.step_bench.is_file() else {"datasets": {}}
     rows = {}
     for mode, (override, variant) in MODES.items():
-        scores = mode_scores(args.exact if mode == "exact" else args.modes / mode, args.dataset)
+        scores = mode_scores(args.exact if mode == "exact" else args.modes / mode, args.dataset, args.method)
         ratios = {name: d["variants"][variant]["ratio_to_ce_median"] for name, d in step["datasets"].items()
                   if variant in d["variants"]}
         rows[mode] = {"override": override, "scores": scores, "step_ratio_to_ce": ratios}

@@ -38,6 +38,18 @@ def data_dir() -> Path:
     return path
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests skip with one line on a machine without CUDA (make test deselects them anyway)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (make test-gpu on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def compose_train(overrides: list[str], output_dir: Path | None = None):
     """Compose conf/train.yaml as `python -m hamr.train` would, from the checkout's root."""
     return config.compose_train(overrides, output_dir or ROOT / "outputs" / "test", cwd=ROOT)

@@ -143,8 +143,7 @@ def test_no_hub_source_is_a_data_error(tmp_path):
 
     with pytest.raises(DataError, match="no Hub source is configured. Fix: put train.json"):
         download(HubConfig(), "cls", tmp_path, {"train": "train.json", "dev": "dev.json", "test": "test.json"}, "mine")
-
-
+@pytest.mark.slow
 def test_the_shipped_default_trains_with_no_data_folder_and_no_network(tmp_path):
     """A fresh machine: no HAMR_DATA_DIR, an empty data folder, no Hub; the default dataset ships."""
     env = {k: v for k, v in os.environ.items() if k != "HAMR_DATA_DIR"}

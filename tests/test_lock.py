@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from hamr.lock import RunLock
 from tests.conftest import ROOT
 
@@ -24,8 +26,7 @@ def start(tmp_path, name, data_dir):
                             env={**os.environ, "HAMR_DATA_DIR": str(data_dir), "HAMR_LOCK_POLL": "0.2"})
     proc.log = log
     return proc
-
-
+@pytest.mark.slow
 def test_a_second_job_waits_for_the_first_and_reuses_its_metrics(tmp_path, data_dir):
     run_dir = tmp_path / "results" / "runs" / "cyclone_idai_2019" / "ce" / "seed=42"
     first = start(tmp_path, "first", data_dir)

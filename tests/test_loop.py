@@ -88,8 +88,7 @@ def test_a_skipped_step_leaves_the_model_and_optimizer_untouched():
 def test_too_many_skipped_steps_abort_with_the_count():
     with pytest.raises(NumericalError, match=r"3 of \d+ training steps had a non-finite loss"):
         run_fit(PoisonedMethod({1, 2, 3, 4}), max_skip_share=0.2)
-
-
+@pytest.mark.slow
 def test_an_absurd_learning_rate_aborts_the_run_with_one_line(tmp_path, data_dir):
     proc = train_cli("debug=smoke", "model=tiny_random", "trainer.lr=1e8", "dataset.max_train_examples=200",
                      f"paths.results_dir={tmp_path}", "trainer.progress_bar=false", data_dir=data_dir)

@@ -6,8 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.test_train import train_cli
+
+pytestmark = pytest.mark.slow  # every test here trains real jobs
 
 
 def test_a_run_retrained_from_its_record_is_equal_to_the_digit_and_a_changed_one_is_not(tmp_path, data_dir):

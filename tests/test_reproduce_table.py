@@ -17,6 +17,8 @@ from hamr import paper
 from hamr.results import load_runs
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # every test here trains real jobs
+
 N_JOBS = 6 * 4 * 2 + 2 * (6 * 2 + 2 * 3 * 2)  # main baselines + (HAMR + ablations) x 2 presets, 2 seeds
 
 

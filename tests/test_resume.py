@@ -74,8 +74,7 @@ def start_and_wait_for_first_epoch(results: Path, data_dir: Path) -> subprocess.
         assert time.time() < deadline
         time.sleep(0.05)
     return proc
-
-
+@pytest.mark.slow
 def test_sigkill_after_the_first_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, data_dir, uninterrupted):
     proc = start_and_wait_for_first_epoch(tmp_path, data_dir)
     proc.send_signal(signal.SIGKILL)
@@ -86,8 +85,7 @@ def test_sigkill_after_the_first_epoch_then_rerun_equals_an_uninterrupted_run(tm
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming from" in rerun.stdout + rerun.stderr
     assert_same_run(tmp_path, uninterrupted)
-
-
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_exits_cleanly_and_resumes(tmp_path, data_dir, uninterrupted):
     proc = start_and_wait_for_first_epoch(tmp_path, data_dir)
     time.sleep(0.3)

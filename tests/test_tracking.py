@@ -36,8 +36,7 @@ def test_none_backend_and_disabled_mode_track_nothing(tmp_path):
     assert isinstance(make_tracker(OmegaConf.create({"backend": "none"}), {}, "r", [], str(tmp_path)), NullTracker)
     disabled = OmegaConf.merge(CFG, {"mode": "disabled"})
     assert type(make_tracker(disabled, {}, "r", [], str(tmp_path))) is NullTracker
-
-
+@pytest.mark.slow
 def test_a_run_with_an_unwritable_wandb_directory_trains_and_warns(tmp_path, data_dir):
     from tests.test_train import train_cli
 

@@ -14,6 +14,8 @@ import torch
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # every test here trains real jobs
+
 LOSSES = ["ce", "focal", "dice", "icf"]
 LOSS_CLASSES = {"ce": "CrossEntropyLoss", "focal": "FocalLoss", "dice": "SelfAdjustingDiceLoss",
                 "icf": "InverseClassFrequencyLoss"}

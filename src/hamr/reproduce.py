@@ -33,6 +33,9 @@ def rerun(run_dir: Path, scratch: Path, data_dir: Path | None = None) -> Path:
     if data_dir is not None:
         config["paths"]["data_dir"] = str(data_dir)
         config["dataset"]["dir"] = str(Path(data_dir) / name)
+    # where the files would be downloaded from does not change a result (train.VOLATILE_DATASET_KEYS),
+    # and older records spell it in an older schema: the rerun reads the data folder only
+    config["dataset"].pop("hub", None)
     config.update({"force": True, "resume": False, "objective_seeds": []})
     config["logger"] = {**config["logger"], "backend": "none"}
     config["trainer"]["progress_bar"] = False

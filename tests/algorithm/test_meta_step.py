@@ -99,8 +99,7 @@ def model_and_net():
     torch.manual_seed(1)
     net = WeightNet(8).double()
     return model, net
-
-
+@pytest.mark.slow
 def test_theta_gradient_matches_finite_differences(model_and_net, monkeypatch):
     """The weights are divided by their *detached* batch mean (method.md step 3), so the gradient
     is that of L_meta with the normaliser held at its value at θ: the finite differences hold it too."""

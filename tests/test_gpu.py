@@ -1,0 +1,74 @@
+"""What only a GPU can show (marker `gpu`; `make test-gpu` on a machine with CUDA, skipped elsewhere):
+the meta step's double backward through attention on CUDA kernels, bf16 autocast in the meta step,
+the flash-attention-to-eager switch, and FAISS's GPU index for the k-NN graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hamr.algorithm.meta_step import meta_step
+from hamr.algorithm.weights import WeightNet
+from hamr.evaluation import autocast
+from tests.algorithm.test_meta_step import CE, CLIP, INNER_LR, batch, cls_example_loss, tiny_model
+
+pytestmark = pytest.mark.gpu
+CUDA = torch.device("cuda")
+
+
+def cuda_meta_grads(model, net, precision="fp32"):
+    (x, y), (mx, my) = batch(5, seed=0), batch(4, seed=1)
+    to = {k: v.to(CUDA) for k, v in x.items()}
+    meta = {k: v.to(CUDA) for k, v in mx.items()}
+    with autocast(CUDA, precision):
+        result = meta_step(model, net, to, y.to(CUDA), meta, my.to(CUDA), example_loss=cls_example_loss,
+                           meta_loss=CE, inner_lr=INNER_LR, clip=CLIP)
+    return [g.double().cpu() for g in result.weight_net_grads]
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_the_cuda_meta_step_gives_the_cpu_theta_gradient(train_mode):
+    """Fused SDPA kernels have no double backward; the meta step runs under the math kernel, in eval
+    mode too (where SDPA would pick flash attention)."""
+    model, net = tiny_model().float(), WeightNet(8)
+    model.train(train_mode)  # dropout is 0 in tiny_model: train mode differs only in kernel choice
+    (x, y), (mx, my) = batch(5, seed=0), batch(4, seed=1)
+    cpu = meta_step(model, net, x, y, mx, my, example_loss=cls_example_loss, meta_loss=CE, inner_lr=INNER_LR,
+                    clip=CLIP).weight_net_grads
+    gpu = cuda_meta_grads(model.to(CUDA), net.to(CUDA))
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-6)
+
+
+def test_bf16_autocast_meta_step_is_finite_and_close_to_fp32():
+    model, net = tiny_model().float().to(CUDA), WeightNet(8).to(CUDA)
+    fp32, bf16 = cuda_meta_grads(model, net), cuda_meta_grads(model, net, "bf16")
+    assert all(torch.isfinite(g).all() for g in bf16)
+    cosine = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in fp32]),
+                                                   torch.cat([g.flatten() for g in bf16]), dim=0)
+    assert cosine > 0.9  # bf16 keeps the direction of the meta gradient
+
+
+def test_flash_attention_is_switched_to_eager_for_the_meta_step():
+    from hamr.algorithm.method import _ensure_double_backward_attention
+
+    model = tiny_model().float().to(CUDA)
+    model.config._attn_implementation = "flash_attention_2"
+    model.set_attn_implementation = lambda name: setattr(model.config, "_attn_implementation", name)
+    _ensure_double_backward_attention(model)
+    assert model.config._attn_implementation == "eager"
+
+
+def test_the_knn_graph_uses_faiss_gpu_when_installed():
+    import faiss
+
+    from hamr.algorithm.neighbors import knn_graph
+
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        pytest.skip("faiss has no GPU support here (conda install -c conda-forge faiss-gpu)")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    expected = torch.topk(torch.from_numpy(x @ x.T), k=10, dim=1).indices.numpy()
+    np.testing.assert_array_equal(np.sort(knn_graph(x, 10, "auto", exact_max=100), axis=1), np.sort(expected, axis=1))
