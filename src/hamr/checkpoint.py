@@ -4,8 +4,10 @@ A checkpoint holds everything the loop needs at a step boundary: the model, opti
 scheduler, the training method's own state (HAMR: weight network and its optimiser, hardness and
 neighbourhood scores, meta-batch position), the epoch's example order and how far into it the
 run got, the generator that draws epoch orders, the global RNG states, the history so far and the
-best-dev model state. It is written atomically at every epoch end and when SIGTERM/SIGINT arrives
-(at the next step boundary), and deleted when the run has written its metrics.
+best-dev model state. It is written atomically at every epoch end and when SIGTERM, SIGINT or
+SIGUSR2 arrives (at the next step boundary), and deleted when the run has written its metrics.
+After such a stop the signal's handler from before the run is called (submitit's under
+``hydra/launcher=slurm``), so that the scheduler requeues the job, which resumes from here.
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ class Checkpointer:
         log.warning("%s received: saving a checkpoint at the next step boundary", signal.Signals(signum).name)
 
     def watch_signals(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        """SIGTERM, SIGINT and SIGUSR2 (a scheduler's preemption or time-limit warning: SLURM with
+        submitit) stop the run at the next step boundary with a checkpoint."""
+        for signum in (signal.SIGTERM, signal.SIGINT, *([signal.SIGUSR2] if hasattr(signal, "SIGUSR2") else [])):
             try:
                 self._previous_handlers[signum] = signal.signal(signum, self._handle)
             except ValueError:  # not the main thread (some launchers): signals stay as they are

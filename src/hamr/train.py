@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -211,8 +212,11 @@ def _hydra_entry(cfg: DictConfig) -> float:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return run_objective(cfg)
-    except Stopped as stop:  # SIGTERM/SIGINT: the checkpoint is saved; exit as a terminated process does
+    except Stopped as stop:  # the checkpoint is saved; exit as a terminated process does
         log.warning("%s", stop)
+        previous = signal.getsignal(stop.signum)
+        if stop.signum != signal.SIGINT and callable(previous):
+            previous(stop.signum, None)  # a scheduler's handler (submitit: requeue the job, which resumes)
         raise SystemExit(128 + stop.signum) from None
     except (ConfigError, DataError, NumericalError) as err:  # the user's input: one line, no traceback
         if not multirun:
