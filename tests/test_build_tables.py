@@ -102,6 +102,7 @@ def test_figures_and_the_numbers_they_draw(tables):
     assert data["per_class_f1"]["sst5"]["hamr_full"]["pos"] == pytest.approx(0.7)
     history = data["histories"]["hamr_full"]["sst5"]  # HAMR seeds 1-3: weight_p90 = 1 + 0.1 seed epoch
     assert [row["weight_p90"] for row in history] == pytest.approx([1.2, 1.4])
+    assert [row["max_share_gap"] for row in history] == pytest.approx([0.1, 0.1])  # |0.4 - 0.5|, derived
     assert [row["n_seeds"] for row in history] == [3, 3] and list(data["histories"]) == ["hamr_full"]
 
 

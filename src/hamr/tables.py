@@ -240,8 +240,18 @@ def figure_data(runs: pd.DataFrame) -> dict:
         data["per_class_f1"].setdefault(dataset, {})[method] = {
             c: float(np.mean([r["test"]["per_class_f1"].get(c, 0.0) for r in sel.metrics])) for c in classes}
         if method in (f"{h}_full" for h in HAMRS):
-            data["histories"].setdefault(method, {})[dataset] = mean_history([m["history"] for m in sel.metrics])
+            histories = [[with_share_gap(row) for row in m["history"]] for m in sel.metrics]
+            data["histories"].setdefault(method, {})[dataset] = mean_history(histories)
     return data
+
+
+def with_share_gap(row: dict) -> dict:
+    """The row with ``max_share_gap`` (largest |sample share - data share| over classes), derived
+    from its shares where the run predates that key."""
+    classes = [k.split("/", 1)[1] for k in row if k.startswith("data_share/")]
+    if "max_share_gap" in row or not classes:
+        return row
+    return {**row, "max_share_gap": max(abs(row[f"sample_share/{c}"] - row[f"data_share/{c}"]) for c in classes)}
 
 
 def figures(runs: pd.DataFrame, folder: Path) -> list[Path]:
