@@ -63,7 +63,7 @@ demo:  ## a smoke-sized run of every baseline loss on Cyclone-Idai (a minute or 
 	$(BIN)/python -m hamr.train -m debug=smoke baseline_loss=ce,focal,dice,icf $(ARGS)
 
 bench:  ## speed benchmarks: training step (CE vs HAMR modes vs the authors' step) and the k-NN graph -> results/bench/
-	$(BIN)/python scripts/bench_step.py $(ARGS)
+	$(BIN)/python scripts/bench_step.py --profile $(ARGS)
 	$(BIN)/python scripts/bench_knn.py
 
 MODES_SWEEP := $(BIN)/python -m hamr.train -m experiment=table_cpu method=hamr hamr=authors ablation=full dataset=cyclone_idai_2019 \

@@ -229,7 +229,8 @@ def profile_variant(bench: Bench, variant: str) -> dict:
 
     top = sorted(events, key=self_us, reverse=True)[:8]
     syncs = sum(e.count for e in events if e.key in SYNC_CALLS) - (2 if cuda else 0)
-    return {"item_calls_per_step": sum(e.count for e in events if e.key in SCALAR_READS) / steps,
+    return {"aten_ops_per_step": sum(e.count for e in events if e.key.startswith("aten::")) / steps,
+            "item_calls_per_step": sum(e.count for e in events if e.key in SCALAR_READS) / steps,
             "syncs_per_step": max(syncs, 0) / steps if cuda else None,
             "kernel_launches_per_step": (sum(e.count for e in events if e.key == "cudaLaunchKernel") / steps
                                          if cuda else None),
@@ -326,13 +327,18 @@ def markdown(results: dict) -> str:
         lines += [""] + [f"- `{v}`: {DESCRIPTIONS[v]}" for v in result["variants"]] + [""]
         profiled = {v: r["profile"] for v, r in result["variants"].items() if "profile" in r}
         if profiled:
-            lines += ["Profiler (one pass, per training step): CUDA synchronisations (the host waiting for the "
-                      "device), kernel launches, and the three operators with the most self time (ms).", "",
-                      "| variant | syncs | launches | top operators |", "|---|---|---|---|"]
+            lines += ["Profiler (one pass, per training step): aten operator calls (nested calls counted; on any "
+                      "device) and their ratio to CE's, CUDA synchronisations (the host waiting for the device), "
+                      "kernel launches, and the three operators with the most self time (ms).", "",
+                      "| variant | aten ops | / CE | syncs | launches | top operators |", "|---|---|---|---|---|---|"]
+            ce_ops = profiled.get("ce", {}).get("aten_ops_per_step")
             for v, prof in profiled.items():
                 top = ", ".join(f"{k} {ms:.1f}" for k, ms in list(prof["top_self_ms_per_step"].items())[:3])
                 fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-                lines.append(f"| {v} | {fmt(prof['syncs_per_step'])} | {fmt(prof['kernel_launches_per_step'])} | {top} |")
+                ops = prof.get("aten_ops_per_step")
+                ratio = f"{ops / ce_ops:.2f}" if ops and ce_ops else "-"
+                lines.append(f"| {v} | {fmt(ops)} | {ratio} | {fmt(prof['syncs_per_step'])} | "
+                             f"{fmt(prof['kernel_launches_per_step'])} | {top} |")
             lines.append("")
     lines += ["## Targets (issue 4)", "", "| dataset | quantity | target | measured | |", "|---|---|---|---|---|",
               *target_lines(results), ""]

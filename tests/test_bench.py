@@ -30,6 +30,10 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     assert 0 < rows["ce"]["steps_peak_rss_mb"] <= rows["ce"]["peak_rss_mb"]
     profile = rows["hamr_exact"]["profile"]
     assert profile["item_calls_per_step"] >= 1  # the finite check of each step reads a scalar
+    ce_ops = rows["ce"]["profile"]["aten_ops_per_step"]
+    assert profile["aten_ops_per_step"] > 2 * ce_ops > 0  # a second-order step runs far more operators
+    assert f"| hamr_exact | {profile['aten_ops_per_step']:.1f} | {profile['aten_ops_per_step'] / ce_ops:.2f} |" in \
+        (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert len(profile["top_self_ms_per_step"]) > 0
     text = (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
