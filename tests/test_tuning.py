@@ -6,15 +6,16 @@ import math
 import pytest
 
 from hamr.results import atomic_write_json
-from hamr.tuning import choices, load_trials, parse_overrides, rank_trials
+from hamr.tuning import choices, load_trials, parse_overrides, rank_trials, summary_markdown
 
 
-def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5"):
+def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5", history=None):
     folder = results / "runs" / dataset / method / f"baseline_loss={method},dataset={dataset},trainer.lr={lr}"
     for seed, (dev, epoch) in enumerate(zip(devs, selected), start=1):
         atomic_write_json(folder / f"seed={seed}" / "metrics.json", {
             "dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "selected_epoch": epoch,
-            "wall_seconds": 1800.0, "config": {"trainer": {"epochs": 3}}})
+            "wall_seconds": 1800.0, "config": {"trainer": {"epochs": 3}},
+            "history": [{"epoch": 1}, {"epoch": 2, **(history or {}), "weight_p90": 1.0 + seed}] if history else []})
 
 
 def test_trials_are_ranked_by_mean_dev_and_the_margin_is_set_against_the_seed_spread(tmp_path):
@@ -58,3 +59,14 @@ def test_the_script_writes_summary_and_choices(tmp_path):
     chosen = json.loads((tmp_path / "chosen.json").read_text())
     assert [c["chosen"] for c in chosen] == ["trainer.lr=2e-4"]
     assert "| sst5 | ce | `trainer.lr=2e-4` | 61.0 ± 1.4 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_hamr_trials_report_whether_their_modules_moved(tmp_path):
+    fake_trial(tmp_path, "1e-4", [0.5, 0.6], method="hamr_full", history={"h_max_over_mean": 2.0, "max_share_gap": 0.1})
+    fake_trial(tmp_path, "1e-4", [0.5, 0.6], method="ce")  # no diagnostics: not in that table
+    ranked = rank_trials(load_trials(tmp_path))
+    hamr = ranked[ranked.method == "hamr_full"].iloc[0]
+    assert hamr["weight_p90"] == pytest.approx(2.5) and hamr["h_max_over_mean"] == 2.0  # the last epoch's, mean of seeds
+    text = summary_markdown(ranked, choices(ranked))
+    table = text.split("did each module move?")[1]
+    assert "| sst5 | `trainer.lr=1e-4` | nan | 2.50 | 2.00 | nan | 0.10 |" in table and "| ce |" not in table

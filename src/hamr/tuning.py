@@ -15,6 +15,11 @@ import numpy as np
 import pandas as pd
 
 FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation")  # name the study, are not tuned
+# HAMR's last-epoch diagnostics (did each module move?), averaged over a trial's seeds
+DIAGNOSTICS = {"weight_p10": "w p10", "weight_p90": "w p90", "h_max_over_mean": "h max/mean",
+               "p_hard_decile_over_median": "p hard decile/median", "max_share_gap": "max share gap",
+               "spearman_h_loss": "Spearman(h, loss)", "weight_curve/z=-3": "f(z=-3)",
+               "weight_curve/z=+0": "f(z=0)", "weight_curve/z=+3": "f(z=+3)"}
 
 
 def parse_overrides(name: str) -> dict[str, str]:
@@ -31,11 +36,13 @@ def load_trials(results_dir: Path) -> pd.DataFrame:
         trial_folder = path.parent.parent
         m = json.loads(path.read_text())
         values = {k: v for k, v in parse_overrides(trial_folder.name).items() if k not in FIXED_KEYS}
+        last = m["history"][-1] if m.get("history") else {}
         rows.append({"dataset": m["dataset"], "method": m["method"], "trial": ",".join(f"{k}={v}" for k, v in values.items()),
                      "seed": m["seed"], "dev": m["dev_macro_f1"], "selected_epoch": m["selected_epoch"],
-                     "epochs": m["config"]["trainer"]["epochs"], "wall_seconds": m["wall_seconds"]})
+                     "epochs": m["config"]["trainer"]["epochs"], "wall_seconds": m["wall_seconds"],
+                     **{k: last.get(k, np.nan) for k in DIAGNOSTICS}})
     return pd.DataFrame(rows, columns=["dataset", "method", "trial", "seed", "dev", "selected_epoch", "epochs",
-                                       "wall_seconds"])
+                                       "wall_seconds", *DIAGNOSTICS])
 
 
 def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
@@ -45,7 +52,8 @@ def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
     trials = trials.assign(last_is_best=trials.selected_epoch == trials.epochs)
     table = trials.groupby(["dataset", "method", "trial"]).agg(
         dev_mean=("dev", "mean"), dev_std=("dev", "std"), seeds=("seed", lambda s: sorted(s)), n=("seed", "size"),
-        last_epoch_best=("last_is_best", "sum"), hours=("wall_seconds", lambda w: w.sum() / 3600)).reset_index()
+        last_epoch_best=("last_is_best", "sum"), hours=("wall_seconds", lambda w: w.sum() / 3600),
+        **{k: (k, "mean") for k in DIAGNOSTICS}).reset_index()
     complete = table.n >= min_seeds
     table["rank"] = np.nan
     table.loc[complete, "rank"] = table[complete].groupby(["dataset", "method"]).dev_mean.rank(ascending=False,
@@ -85,4 +93,15 @@ def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
         std = "-" if np.isnan(r.dev_std) else f"{100 * r.dev_std:.1f}"
         lines.append(f"| {r.dataset} | {r.method} | `{r.trial}` | {rank} | {100 * r.dev_mean:.1f} | {std} | "
                      f"{','.join(map(str, r.seeds))} | {r.last_epoch_best}/{r.n} | {r.hours:.2f} |")
+    moved = ranked[ranked[list(DIAGNOSTICS)].notna().any(axis=1)]
+    if len(moved):
+        lines += ["", "HAMR trials: did each module move? Last epoch, mean over seeds: the post-meta weights' "
+                  "p10/p90, h's max/mean, the hardest decile's sampling probability over the median one, the "
+                  "largest gap between a class's sample share and its data share, Spearman's correlation of h "
+                  "with the loss, and the learned curve f_θ at z = -3, 0, +3.", "",
+                  "| dataset | trial | " + " | ".join(DIAGNOSTICS.values()) + " |",
+                  "|---|---|" + "---|" * len(DIAGNOSTICS)]
+        for r in moved.itertuples():
+            values = [moved.loc[r.Index, k] for k in DIAGNOSTICS]
+            lines.append(f"| {r.dataset} | `{r.trial}` | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
