@@ -279,3 +279,44 @@ def test_spread_diagnostics_on_a_hand_made_example():
     rank_loss = np.array([8, 6, 7, 5, 4, 3, 2, 1], dtype=float)
     assert d["spearman_h_loss"] == pytest.approx(np.corrcoef(rank_h, rank_loss)[0, 1])
     assert np.isnan(spread_diagnostics(np.ones(10), np.full(10, 0.1), loss)["spearman_h_loss"])  # h constant
+
+
+@pytest.mark.parametrize("options", [["hamr.meta_set=balanced"], ["hamr.meta_set=balanced", "hamr.meta_min_train_count=40"],
+                                     ["hamr.meta_set=dev"], ["hamr.meta_set=balanced", "ablation=no_resampling"]])
+def test_no_option_trains_on_a_meta_example_or_outside_the_training_split(options, compose_cfg, data_dir, monkeypatch,
+                                                                         tmp_path):
+    """HamrMethod.from_context on the real Cyclone-Idai slice: the examples moved into the meta set
+    never appear in an epoch's order, which only draws training-split indices; ``dev`` moves none."""
+    from collections import Counter
+
+    from hamr.config import validate
+    from hamr.data.encode import collator_for, encode_split
+    from hamr.data.prepare import load_dataset_splits
+    from hamr.loop import RunContext
+    from hamr.models import build_model, load_tokenizer
+
+    monkeypatch.setenv("HAMR_DATA_DIR", str(data_dir))
+    cfg = compose_cfg(["debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=300",
+                       f"paths.cache_dir={tmp_path}", *options])
+    settings = validate(cfg)
+    data = load_dataset_splits(settings.dataset, seed=1)
+    tokenizer = load_tokenizer(settings.model)
+    encoded = {s: encode_split(data.split(s), "cls", data.label2id, tokenizer, 32) for s in ("train", "dev", "test")}
+    model = build_model(settings.model, "cls", data.label_names)
+    context = RunContext(settings, data, encoded, collator_for("cls", tokenizer), model, CrossEntropyLoss(),
+                         torch.device("cpu"), tmp_path)
+    method = HamrMethod.from_context(context, "hamr_full")
+    moved = set(range(len(data.train))) - set(method.pool.tolist())
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(3):
+        order = method.epoch_order(epoch, len(data.train), generator).tolist()
+        assert not moved & set(order) and all(0 <= i < len(data.train) for i in order)
+        method.end_epoch(epoch)
+    rare = {c for c, n in Counter(data.train.targets).items() if n < 40}
+    moved_rare = any(data.train.targets[i] in rare for i in moved)
+    if "hamr.meta_set=dev" in options:
+        assert not moved
+    elif "hamr.meta_min_train_count=40" in options:
+        assert not moved_rare  # classes with fewer than 40 training examples keep them all
+    else:
+        assert moved_rare  # the balanced meta set tops up the rare classes from train
