@@ -182,7 +182,7 @@ class HamrConfig:
     # hardness_half_life in visits of the example (per_example) or in epochs (global_decay).
     gamma: float | None = None
     hardness_half_life: float | None = 1.0
-    hardness_signal: str = "weight"  # weight: v = w_post (paper) | relative_loss: v = loss / batch mean loss
+    hardness_signal: str = "relative_loss"  # relative_loss: v = loss / batch mean loss | weight: v = w_post (paper)
     ema_rule: str = "per_example"  # per_example (paper) | global_decay (authors' code)
     global_decay_floor: float = 1e-8  # global_decay: added to every score each step (authors: 1e-6 cls, 1e-4 NER)
     k: int = 10  # neighbours each hard example votes for
@@ -205,7 +205,7 @@ class HamrConfig:
     # NER: the per-sentence loss that is weighted and optimised: max token loss (authors) | mean over
     # its tokens | tokens (each token's loss times its sentence's weight, averaged over the batch's
     # tokens as the baselines do). The hardness signal is always the max token loss.
-    ner_example_loss: str = "max"
+    ner_example_loss: str = "tokens"
     meta_set: str = "balanced"  # balanced: dev + training examples moved out of train (paper) | dev: dev alone (authors' scripts)
     meta_batch_size: int = 16  # examples per meta batch
     meta_max_share: float = 0.5  # balanced: at most this share of a class's training examples moves to the meta set
