@@ -206,7 +206,7 @@ class HamrConfig:
     # its tokens | tokens (each token's loss times its sentence's weight, averaged over the batch's
     # tokens as the baselines do). The hardness signal is always the max token loss.
     ner_example_loss: str = "tokens"
-    meta_set: str = "balanced"  # balanced: dev + training examples moved out of train (paper) | dev: dev alone (authors' scripts)
+    meta_set: str = "dev"  # dev: dev alone (authors' scripts) | balanced: dev + training examples moved out of train (paper)
     meta_batch_size: int = 16  # examples per meta batch
     meta_max_share: float = 0.5  # balanced: at most this share of a class's training examples moves to the meta set
     meta_min_train_count: int = 0  # balanced: a class with fewer training examples than this gives none
