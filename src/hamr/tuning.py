@@ -69,7 +69,8 @@ def choices(ranked: pd.DataFrame) -> list[dict]:
         study = study.sort_values("dev_mean", ascending=False)
         best = study.iloc[0]
         second = study.iloc[1] if len(study) > 1 else None
-        spread = float(np.nanmean([best.dev_std, second.dev_std])) if second is not None else float(best.dev_std)
+        stds = [s for s in (best.dev_std, None if second is None else second.dev_std) if s is not None and s == s]
+        spread = float(np.mean(stds)) if stds else float("nan")  # NaN: one seed, no spread to compare with
         margin = float(best.dev_mean - second.dev_mean) if second is not None else float("nan")
         out.append({"dataset": dataset, "method": method, "chosen": best.trial, "values": parse_overrides(best.trial),
                     "dev_mean": float(best.dev_mean), "dev_std": float(best.dev_std), "seeds": list(best.seeds),
