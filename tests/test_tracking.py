@@ -1,5 +1,7 @@
 """A W&B failure never stops training: it becomes a warning saying what was not logged."""
 
+import json
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -47,4 +49,6 @@ def test_a_run_with_an_unwritable_wandb_directory_trains_and_warns(tmp_path, dat
                      data_dir=data_dir, env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "W&B: wandb.init failed" in proc.stdout + proc.stderr and "training goes on without it" in proc.stdout + proc.stderr
-    assert (tmp_path / "results" / "runs" / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json").is_file()
+    metrics = json.loads((tmp_path / "results" / "runs" / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json").read_text())
+    assert len(metrics["history"]) == 1 and metrics["n_train"] == 32  # the whole run went on without W&B
+    assert not (blocker.is_dir())  # nothing of W&B was written where it could not write
