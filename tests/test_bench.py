@@ -15,6 +15,8 @@ from tests.conftest import ROOT
 def run_script(name: str, *args: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], check=True, cwd=ROOT,
                    capture_output=True, text=True)
+
+
 @pytest.mark.slow
 def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     run_script("bench_step.py", "--model", "tiny_random", "--datasets", "sst5", "--variants", "ce", "hamr_exact",
@@ -37,6 +39,9 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     assert len(profile["top_self_ms_per_step"]) > 0
     text = (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
+    ops_ratio = profile["aten_ops_per_step"] / ce_ops
+    assert f"| sst5 | aten operator calls per step, HAMR exact / CE | <= 3.0 | {ops_ratio:.2f} | " \
+        f"{'met' if ops_ratio <= 3 else 'not met'} |" in text
 
 
 def test_knn_benchmark_builds_refreshes_and_measures_recall(tmp_path):

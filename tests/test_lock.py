@@ -19,30 +19,63 @@ ARGS = ["debug=smoke", "model=tiny_random", "dataset.max_train_examples=300", "t
         "trainer.progress_bar=false"]
 
 
-def start(tmp_path, name, data_dir):
+def start(tmp_path, name):
+    """A training job on the shipped Cyclone-Idai (or HAMR_DATA_DIR's copy), logging to <name>.log."""
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed after wait()
     proc = subprocess.Popen([sys.executable, "-m", "hamr.train", *ARGS, f"paths.results_dir={tmp_path}/results",
                              f"hydra.run.dir={tmp_path}/{name}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HAMR_DATA_DIR": str(data_dir), "HAMR_LOCK_POLL": "0.2"})
+                            env={**os.environ, "HAMR_LOCK_POLL": "0.2"})
     proc.log = log
     return proc
-@pytest.mark.slow
-def test_a_second_job_waits_for_the_first_and_reuses_its_metrics(tmp_path, data_dir):
-    run_dir = tmp_path / "results" / "runs" / "cyclone_idai_2019" / "ce" / "seed=42"
-    first = start(tmp_path, "first", data_dir)
-    deadline = time.time() + 300
-    while not (run_dir / "run.lock").exists():  # the first job holds the folder ...
-        assert first.poll() is None and time.time() < deadline
+
+
+def wait_for_log(tmp_path, name, proc, text, timeout=300):
+    deadline = time.time() + timeout
+    while text not in (tmp_path / f"{name}.log").read_text():
+        assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()
+        assert time.time() < deadline, f"{name} never logged {text!r}"
         time.sleep(0.05)
-    second = start(tmp_path, "second", data_dir)  # ... when the second arrives
-    for proc in (first, second):
-        assert proc.wait(timeout=600) == 0
-        proc.log.close()
-    logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("first", "second")}
-    assert logs["first"].count("epoch 2/2") == 1 and "epoch 1/2" not in logs["second"]  # trained once
-    assert "is being trained by" in logs["second"] and "was finished by the job this one waited for" in logs["second"]
-    assert not (run_dir / "run.lock").exists()  # released
-    assert json.loads((run_dir / "metrics.json").read_text())["history"][-1]["epoch"] == 2
+
+
+def finish(proc):
+    assert proc.wait(timeout=600) == 0
+    proc.log.close()
+
+
+@pytest.mark.slow
+def test_a_job_waits_for_the_holder_then_trains_or_reuses_its_metrics(tmp_path):
+    """The test process holds the lock itself, so the order of events never depends on timing."""
+    run_dir = tmp_path / "results" / "runs" / "cyclone_idai_2019" / "ce" / "seed=42"
+    holder = RunLock(run_dir)
+    assert holder.acquire()
+
+    # 1. the holder gives up without a result: the waiting job trains the configuration itself
+    first = start(tmp_path, "first")
+    wait_for_log(tmp_path, "first", first, "is being trained by")
+    assert not (run_dir / "metrics.json").exists()
+    holder.release()
+    finish(first)
+    first_log = (tmp_path / "first.log").read_text()
+    assert "epoch 2/2" in first_log and "was finished by" not in first_log
+    assert not (run_dir / "run.lock").exists()  # released by the job
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["history"][-1]["epoch"] == 2
+
+    # 2. the holder finishes the same configuration while the job waits: the job reuses the result
+    saved = {name: (run_dir / name).read_bytes() for name in ("metrics.json", "predictions.npz")}
+    for name in saved:
+        (run_dir / name).unlink()
+    assert holder.acquire()
+    second = start(tmp_path, "second")
+    wait_for_log(tmp_path, "second", second, "is being trained by")
+    for name, content in saved.items():  # what the holder's training would have written
+        (run_dir / name).write_bytes(content)
+    holder.release()
+    finish(second)
+    second_log = (tmp_path / "second.log").read_text()
+    assert "was finished by the job this one waited for" in second_log and "epoch 1/2" not in second_log
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics  # untouched
+    assert not (run_dir / "run.lock").exists()
 
 
 def test_a_lock_of_a_dead_process_on_this_host_is_taken_over(tmp_path, caplog):

