@@ -87,6 +87,7 @@ def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):
     ("hamr.weight_net_travel=-1", "hamr.weight_net_travel=-1.0 is invalid; allowed: > 0 or null"),
     ("hamr.hardness_signal=loss", "hamr.hardness_signal='loss' is invalid; allowed: weight | relative_loss"),
     ("hamr.weight_activation=softplus", "hamr.weight_activation='softplus' is invalid; allowed: sigmoid | exp"),
+    ("hamr.weight_normalisation=sum", "hamr.weight_normalisation='sum' is invalid; allowed: detached_mean | mean"),
     ("hamr.ner_example_loss=sum", "hamr.ner_example_loss='sum' is invalid; allowed: max | mean | tokens"),
     ("hamr.meta_set=train", "hamr.meta_set='train' is invalid; allowed: balanced | dev"),
     ("hamr.meta_min_train_count=-1", "hamr.meta_min_train_count=-1 is invalid; allowed: >= 0"),

@@ -216,3 +216,17 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     assert tables.returncode == 0, tables.stderr
     sst5 = next(line for line in (tmp_path / "tables" / "main.md").read_text().splitlines() if line.startswith("| SST-5"))
     assert sst5.split("|")[2].strip() == "failed"
+
+
+def test_a_record_from_before_an_added_option_is_read_with_the_old_behaviour(tmp_path):
+    """Runs recorded before hamr.weight_normalisation existed ran with the detached mean: they are
+    reused for that value and rerun for the other."""
+    from hamr.train import finished_run
+
+    record = {"method": "hamr_full", "config": {"hamr": {"tau": 0.7}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    resolved = {"hamr": {"tau": 0.7, "weight_normalisation": "detached_mean"}, "trainer": {"lr": 1e-4},
+                "dataset": {"name": "x"}}
+    assert finished_run(tmp_path, resolved) == record
+    assert finished_run(tmp_path, {**resolved, "hamr": {"tau": 0.7, "weight_normalisation": "mean"}}) is None
+    assert finished_run(tmp_path, {**resolved, "hamr": {"tau": 0.5, "weight_normalisation": "detached_mean"}}) is None

@@ -200,6 +200,9 @@ class HamrConfig:
     weight_net_weight_decay: float = 1e-4  # Adam's L2 term (authors' code)
     weight_net_hidden: int = 100  # width of the 1 -> hidden -> 1 MLP
     weight_activation: str = "sigmoid"  # sigmoid (paper: scores in (0, 1)) | exp (weights = B softmax f(z))
+    # detached_mean (paper, authors): the meta gradient treats the batch mean as a constant | mean: it
+    # passes through it, so f_θ learns relative weights only (Meta-Weight-Net's normalisation)
+    weight_normalisation: str = "detached_mean"
     weight_clip_low: float = 0.1  # weights (mean 1) are clipped to [low, high]
     weight_clip_high: float = 8.0
     # NER: the per-sentence loss that is weighted and optimised: max token loss (authors) | mean over
@@ -244,6 +247,7 @@ class HamrConfig:
         _check(self.weight_net_weight_decay >= 0, "hamr.weight_net_weight_decay", ">= 0", self.weight_net_weight_decay)
         _check(self.weight_net_hidden >= 1, "hamr.weight_net_hidden", ">= 1", self.weight_net_hidden)
         _check_choice("hamr.weight_activation", self.weight_activation, ("sigmoid", "exp"))
+        _check_choice("hamr.weight_normalisation", self.weight_normalisation, ("detached_mean", "mean"))
         _check(0 < self.weight_clip_low < 1 < self.weight_clip_high, "hamr.weight_clip_low/high",
                "0 < low < 1 < high (weights average 1)", (self.weight_clip_low, self.weight_clip_high))
         _check_choice("hamr.ner_example_loss", self.ner_example_loss, ("max", "mean", "tokens"))

@@ -52,9 +52,17 @@ VOLATILE_TRAINER_KEYS = ("progress_bar", "num_threads", "device", "eval_batch_si
 VOLATILE_DATASET_KEYS = ("dir", "hub")
 
 
+# Options added after runs were recorded, with the value that reproduces the code before them: a
+# recorded config without the key is read as having that value.
+LATER_KEYS = {("hamr", "weight_normalisation"): "detached_mean"}
+
+
 def result_relevant(config: dict) -> dict:
     """The parts of a resolved config that decide the result (for resuming sweeps)."""
     kept = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
+    for (section, key), before in LATER_KEYS.items():
+        if isinstance(kept.get(section), dict) and key not in kept[section]:
+            kept[section] = {**kept[section], key: before}
     kept["trainer"] = {k: v for k, v in kept.get("trainer", {}).items() if k not in VOLATILE_TRAINER_KEYS}
     kept["dataset"] = {k: v for k, v in kept.get("dataset", {}).items() if k not in VOLATILE_DATASET_KEYS}
     return kept

@@ -128,6 +128,49 @@ def test_theta_gradient_matches_finite_differences(model_and_net, monkeypatch):
     assert checked >= 4  # the meta gradient is not trivially zero
 
 
+@pytest.mark.slow
+def test_theta_gradient_through_the_batch_mean_matches_finite_differences(model_and_net):
+    """weight_normalisation=mean: the normaliser is part of L_meta(θ), so plain finite differences
+    of the meta loss (normaliser recomputed at θ ± ε) are the reference, with no patching."""
+    model, detached = model_and_net
+    net = WeightNet(8, normalisation="mean").double()
+    net.load_state_dict(detached.state_dict())
+    grads = run_meta_step(model, net).weight_net_grads
+    eps, checked = 1e-6, 0
+    for param, grad in zip(net.parameters(), grads):
+        flat, flat_grad = param.data.view(-1), grad.view(-1)
+        for j in range(min(4, flat.numel())):
+            original = flat[j].item()
+            flat[j] = original + eps
+            up = meta_objective(model, net)
+            flat[j] = original - eps
+            down = meta_objective(model, net)
+            flat[j] = original
+            numeric = (up - down) / (2 * eps)
+            assert flat_grad[j].item() == pytest.approx(numeric, rel=1e-3, abs=1e-9)
+            checked += abs(numeric) > 1e-8
+    assert checked >= 4
+    # and it is another gradient than the detached normaliser's
+    other = run_meta_step(model, detached).weight_net_grads
+    assert not all(torch.allclose(a, b) for a, b in zip(grads, other))
+
+
+def test_through_the_batch_mean_a_common_push_moves_nothing():
+    """Raising every weight alike is invisible after the division by the batch mean: with the
+    gradient through the mean, Σ_i c·w_i (c the same for all i) has zero θ-gradient; with the
+    detached mean it has the gradient of c·Σ_i s_i / mean(s) at fixed mean, which is not zero."""
+    torch.manual_seed(0)
+    z = torch.linspace(-2, 2, 7, dtype=torch.float64)
+    for normalisation, zero in (("mean", True), ("detached_mean", False)):
+        torch.manual_seed(1)
+        net = WeightNet(8, normalisation=normalisation).double()
+        (3.0 * example_weights(net, z, 1e-9, 1e9)).sum().backward()
+        norms = [p.grad.abs().max().item() for p in net.parameters()]
+        assert (max(norms) < 1e-12) == zero, (normalisation, norms)
+    with pytest.raises(ValueError, match="normalisation='sum'"):
+        WeightNet(8, normalisation="sum")
+
+
 def test_theta_gradient_matches_hand_written_implementation(model_and_net):
     model, net = model_and_net
     ours = run_meta_step(model, net).weight_net_grads
@@ -196,6 +239,8 @@ def test_batch_zscore_by_hand():
 
 
 class FixedScores(torch.nn.Module):
+    normalisation = "detached_mean"
+
     def __init__(self, scores):
         super().__init__()
         self.scores = torch.tensor(scores, dtype=torch.float64)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 ACTIVATIONS = ("sigmoid", "exp")
+NORMALISATIONS = ("detached_mean", "mean")
 _MAX_EXP_SCORE = 20.0  # exp activation: scores capped at e^20 (weights are clipped far below anyway)
 
 
@@ -23,13 +24,22 @@ class WeightNet(nn.Module):
     so after division by the batch mean the weights spread only as far as the curve spans (0, 1))
     or ``exp`` (scores in (0, ∞); after the batch-mean division the weights are B·softmax(f_θ(z)),
     whose spread is not bounded by the activation).
+
+    ``normalisation`` says what the meta gradient sees of the division by the batch mean:
+    ``detached_mean`` (paper and authors' code: the mean is a constant, so θ's gradient also moves
+    the curve's level, which the division then removes; a common push to raise every weight
+    drives a sigmoid towards 1, where its slope and so the spread vanish) or ``mean`` (the gradient
+    passes through the mean, as in Meta-Weight-Net's normalisation: only the curve's shape, the
+    weights relative to each other, is learned).
     """
 
-    def __init__(self, hidden: int = 100, activation: str = "sigmoid"):
+    def __init__(self, hidden: int = 100, activation: str = "sigmoid", normalisation: str = "detached_mean"):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"WeightNet: activation={activation!r}; allowed: {' | '.join(ACTIVATIONS)}")
-        self.activation = activation
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"WeightNet: normalisation={normalisation!r}; allowed: {' | '.join(NORMALISATIONS)}")
+        self.activation, self.normalisation = activation, normalisation
         self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         nn.init.constant_(self.net[2].bias, 0.1)
 
@@ -40,10 +50,11 @@ class WeightNet(nn.Module):
 
 
 def example_weights(weight_net: WeightNet, z: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Weights (B,): the scores divided by their detached batch mean (so they average 1), then
-    clipped to [low, high]. Differentiable in θ."""
+    """Weights (B,): the scores divided by their batch mean (so they average 1; detached or not
+    per ``weight_net.normalisation``), then clipped to [low, high]. Differentiable in θ."""
     scores = weight_net(z)
-    return (scores / scores.detach().mean()).clamp(low, high)
+    mean = scores.mean() if weight_net.normalisation == "mean" else scores.detach().mean()
+    return (scores / mean).clamp(low, high)
 
 
 @torch.no_grad()
