@@ -117,3 +117,15 @@ def test_unknown_dataset_lists_the_options(compose_cfg):
     with pytest.raises(ConfigCompositionException, match="Could not find 'dataset/sst-5'") as err:
         compose_cfg(["dataset=sst-5"])
     assert "sst5" in str(err.value.__cause__ or err.value) or "sst5" in str(err.value)
+
+
+def test_a_long_override_dirname_is_shortened_to_a_distinct_valid_folder_name():
+    from hamr.config import MAX_DIRNAME_BYTES, short_dirname
+
+    assert short_dirname("dataset=sst5,trainer.lr=0.0001") == "dataset=sst5,trainer.lr=0.0001"
+    long_a = ",".join(f"hamr.option_{i}=0.{i}12345678901234" for i in range(12))
+    long_b = long_a[:-1] + "5"  # differs only in its last character
+    short_a, short_b = short_dirname(long_a), short_dirname(long_b)
+    assert len(short_a.encode()) <= MAX_DIRNAME_BYTES and short_a.startswith(long_a[:150])
+    assert short_a != short_b and short_dirname(long_a) == short_a  # distinct and stable
+    assert len(short_dirname("é" * 300).encode()) <= MAX_DIRNAME_BYTES  # cut on a character boundary

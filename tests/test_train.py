@@ -230,3 +230,20 @@ def test_a_record_from_before_an_added_option_is_read_with_the_old_behaviour(tmp
     assert finished_run(tmp_path, resolved) == record
     assert finished_run(tmp_path, {**resolved, "hamr": {"tau": 0.7, "weight_normalisation": "mean"}}) is None
     assert finished_run(tmp_path, {**resolved, "hamr": {"tau": 0.5, "weight_normalisation": "detached_mean"}}) is None
+
+
+def test_many_overrides_give_a_valid_output_folder_and_the_full_name_is_recorded(tmp_path, data_dir):
+    """Optuna's long floats once made an output folder name over 255 bytes: the run crashed."""
+    long_floats = [f"hamr.{key}={value}" for key, value in (("tau", 1.397987726295555), ("lambda_", 0.15601864044243652),
+                   ("hardness_half_life", 3.805209189203926), ("weight_net_travel", 7.969454818643936),
+                   ("inner_lr_ratio", 4.123456789012345), ("weight_clip_high", 7.987654321098765))]
+    overrides = ["debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=48",
+                 "trainer.lr=0.00011844319751820385", "hamr.weight_normalisation=mean", *long_floats]
+    proc = subprocess.run([sys.executable, "-m", "hamr.train", *overrides, f"paths.results_dir={tmp_path}/results",
+                           f"paths.cache_dir={tmp_path}/cache", "trainer.progress_bar=false"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "HAMR_DATA_DIR": str(data_dir)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (output,) = (tmp_path / "outputs" / "smoke").iterdir()  # Hydra's run folder, named by short_dirname
+    assert len(output.name.encode()) <= 240 and "~" in output.name
+    metrics = json.loads(next((tmp_path / "results").glob("runs/*/*/seed=42/metrics.json")).read_text())
+    assert len(metrics["override_dirname"]) > 255 and "hamr.weight_clip_high=7.987654321098765" in metrics["override_dirname"]

@@ -7,6 +7,8 @@ of the wrong type fails at composition time; the range checks in ``__post_init__
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,10 +297,27 @@ def per_task(task: str, cls_value: Any, ner_value: Any) -> Any:
     return cls_value if task == "cls" else ner_value
 
 
+MAX_DIRNAME_BYTES = 240  # file systems refuse names over 255 bytes (every folder made so far fits)
+
+
+def short_dirname(name: str) -> str:
+    """``${short_dirname:${hydra.job.override_dirname}}``: the name itself when it fits in
+    MAX_DIRNAME_BYTES, else its start and a hash of all of it (``<start>~<12 hex>``), so that many
+    overrides (or Optuna's long floats) still give one distinct, valid folder per configuration.
+    The full name is recorded in the run's metrics.json (``override_dirname``)."""
+    name = str(name)
+    encoded = name.encode()
+    if len(encoded) <= MAX_DIRNAME_BYTES:
+        return name
+    digest = hashlib.sha1(encoded).hexdigest()[:12]
+    return encoded[:MAX_DIRNAME_BYTES - 13].decode(errors="ignore") + "~" + digest
+
+
 def register_configs() -> None:
-    """Register the schemas and the ``per_task`` resolver; called before Hydra composes."""
+    """Register the schemas and the ``per_task`` and ``short_dirname`` resolvers; called before Hydra composes."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("per_task", per_task, replace=True)
+    OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
 
 
 def validate(cfg: DictConfig) -> TrainConfig:

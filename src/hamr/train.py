@@ -177,6 +177,8 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
         "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "device": str(device), "torch": torch.__version__, "git_commit": commit,
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "config": resolved,
+        # the command line's overrides as Hydra names output folders (in full: a folder name may be shortened)
+        "override_dirname": HydraConfig.get().job.override_dirname if HydraConfig.initialized() else None,
     }
     path = write_run(run_dir, metrics, compact_predictions(task_data, task_data.test, test_predictions))
     (run_dir / "error.json").unlink(missing_ok=True)  # an earlier failure of this run is superseded

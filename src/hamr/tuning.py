@@ -35,7 +35,9 @@ def load_trials(results_dir: Path) -> pd.DataFrame:
     for path in sorted(Path(results_dir).glob("runs/*/*/*/seed=*/metrics.json")):
         trial_folder = path.parent.parent
         m = json.loads(path.read_text())
-        values = {k: v for k, v in parse_overrides(trial_folder.name).items() if k not in FIXED_KEYS}
+        # the full override_dirname is recorded since folder names may be shortened (short_dirname)
+        values = {k: v for k, v in parse_overrides(m.get("override_dirname") or trial_folder.name).items()
+                  if k not in FIXED_KEYS}
         last = m["history"][-1] if m.get("history") else {}
         rows.append({"dataset": m["dataset"], "method": m["method"], "trial": ",".join(f"{k}={v}" for k, v in values.items()),
                      "seed": m["seed"], "dev": m["dev_macro_f1"], "selected_epoch": m["selected_epoch"],
