@@ -247,3 +247,17 @@ def test_many_overrides_give_a_valid_output_folder_and_the_full_name_is_recorded
     assert len(output.name.encode()) <= 240 and "~" in output.name
     metrics = json.loads(next((tmp_path / "results").glob("runs/*/*/seed=42/metrics.json")).read_text())
     assert len(metrics["override_dirname"]) > 255 and "hamr.weight_clip_high=7.987654321098765" in metrics["override_dirname"]
+
+
+def test_a_baseline_run_is_reused_whatever_hamrs_settings(tmp_path):
+    """A baseline never reads the hamr or ablation sections; a HAMR run does."""
+    from hamr.train import finished_run
+
+    baseline = {"method": {"_target_": "hamr.loop.BaselineMethod.from_context", "name": "ce"},
+                "hamr": {"tau": 0.7}, "ablation": {"name": "full"}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": baseline}))
+    assert finished_run(tmp_path, {**baseline, "hamr": {"tau": 0.5}, "ablation": {"name": "other"}}) is not None
+    assert finished_run(tmp_path, {**baseline, "trainer": {"lr": 2e-4}}) is None
+    hamr_run = {**baseline, "method": {"_target_": "hamr.algorithm.method.HamrMethod.from_context", "name": "hamr"}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": hamr_run}))
+    assert finished_run(tmp_path, {**hamr_run, "hamr": {"tau": 0.5}}) is None

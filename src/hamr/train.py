@@ -57,9 +57,15 @@ VOLATILE_DATASET_KEYS = ("dir", "hub")
 LATER_KEYS = {("hamr", "weight_normalisation"): "detached_mean"}
 
 
+# Sections a baseline run never reads: a change of HAMR's defaults does not make it another configuration.
+BASELINE_UNUSED_KEYS = ("hamr", "ablation")
+
+
 def result_relevant(config: dict) -> dict:
     """The parts of a resolved config that decide the result (for resuming sweeps)."""
     kept = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
+    if str(kept.get("method", {}).get("_target_", "")).endswith("BaselineMethod.from_context"):
+        kept = {k: v for k, v in kept.items() if k not in BASELINE_UNUSED_KEYS}
     for (section, key), before in LATER_KEYS.items():
         if isinstance(kept.get(section), dict) and key not in kept[section]:
             kept[section] = {**kept[section], key: before}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation")  # name the study, are not tuned
+FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation", "trainer.seed")  # name the study or the seed, not a trial
 # HAMR's last-epoch diagnostics (did each module move?), averaged over a trial's seeds
 DIAGNOSTICS = {"weight_p10": "w p10", "weight_p90": "w p90", "h_max_over_mean": "h max/mean",
                "p_hard_decile_over_median": "p hard decile/median", "max_share_gap": "max share gap",
