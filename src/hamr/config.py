@@ -8,7 +8,6 @@ of the wrong type fails at composition time; the range checks in ``__post_init__
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
