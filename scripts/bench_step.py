@@ -208,6 +208,8 @@ def measure_memory(args: argparse.Namespace, dataset: str, variant: str, bench: 
 
 SCALAR_READS = {"aten::_local_scalar_dense"}  # .item(), float(t), bool(t) of a tensor on any device
 SYNC_CALLS = {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"}
+# runtime and driver entry points that start a kernel (cuBLAS and Triton use the driver's, CUDA 12+ the Ex forms)
+KERNEL_LAUNCHES = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx"}
 
 
 def profile_variant(bench: Bench, variant: str) -> dict:
@@ -230,11 +232,14 @@ def profile_variant(bench: Bench, variant: str) -> dict:
         return float(getattr(e, "self_device_time_total", 0.0) if cuda else e.self_cpu_time_total)
 
     top = sorted(events, key=self_us, reverse=True)[:8]
+    # the most frequent operators: where the calls (and on a GPU the launches) come from
+    frequent = sorted((e for e in events if e.key.startswith("aten::")), key=lambda e: e.count, reverse=True)[:12]
     syncs = sum(e.count for e in events if e.key in SYNC_CALLS) - (2 if cuda else 0)
     return {"aten_ops_per_step": sum(e.count for e in events if e.key.startswith("aten::")) / steps,
+            "top_calls_per_step": {e.key: e.count / steps for e in frequent},
             "item_calls_per_step": sum(e.count for e in events if e.key in SCALAR_READS) / steps,
             "syncs_per_step": max(syncs, 0) / steps if cuda else None,
-            "kernel_launches_per_step": (sum(e.count for e in events if e.key == "cudaLaunchKernel") / steps
+            "kernel_launches_per_step": (sum(e.count for e in events if e.key in KERNEL_LAUNCHES) / steps
                                          if cuda else None),
             "top_self_ms_per_step": {e.key: self_us(e) / 1000 / steps for e in top}}
 
@@ -350,6 +355,9 @@ def markdown(results: dict) -> str:
                 ratio = f"{ops / ce_ops:.2f}" if ops and ce_ops else "-"
                 lines.append(f"| {v} | {fmt(ops)} | {ratio} | {fmt(prof['syncs_per_step'])} | "
                              f"{fmt(prof['kernel_launches_per_step'])} | {top} |")
+            lines += ["", "Most frequent operators, calls per step:", ""]
+            lines += [f"- `{v}`: " + ", ".join(f"{k.removeprefix('aten::')} {n:.0f}" for k, n in
+                                               prof.get("top_calls_per_step", {}).items()) for v, prof in profiled.items()]
             lines.append("")
     lines += ["## Targets (issues 4 and 15)", "", "| dataset | quantity | target | measured | |", "|---|---|---|---|---|",
               *target_lines(results), ""]

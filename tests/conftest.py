@@ -35,6 +35,8 @@ def data_dir() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    # the scripts and training jobs the tests start read HAMR_DATA_DIR: found via ../shared, pass it on
+    os.environ["HAMR_DATA_DIR"] = str(path)
     return path
 
 

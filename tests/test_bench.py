@@ -37,6 +37,9 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     assert f"| hamr_exact | {profile['aten_ops_per_step']:.1f} | {profile['aten_ops_per_step'] / ce_ops:.2f} |" in \
         (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert len(profile["top_self_ms_per_step"]) > 0
+    frequent = list(profile["top_calls_per_step"].values())  # the most frequent aten calls, most first
+    assert frequent == sorted(frequent, reverse=True) and sum(frequent) <= profile["aten_ops_per_step"]
+    assert sum(frequent) > 0.3 * profile["aten_ops_per_step"]  # a dozen operators (views, copies) make most calls
     text = (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
     ops_ratio = profile["aten_ops_per_step"] / ce_ops
