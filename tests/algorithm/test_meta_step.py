@@ -225,6 +225,20 @@ def test_meta_step_under_sdpa_in_eval_and_train_mode_with_dropout(train_mode):
     assert any(g.abs().max() > 1e-8 for g in ours)
 
 
+def test_fused_meta_forward_gives_the_hand_written_theta_gradient():
+    """fused_meta_forward lets the meta forward at φ' pick any SDPA kernel (it is differentiated once):
+    the θ-gradient stays the hand-written one, and the training forward still runs under the math
+    kernel (a fused kernel there would fail the double backward)."""
+    import functools
+
+    model = tiny_model(dropout=0.3).eval()  # eval: SDPA would pick a fused kernel where it has one
+    torch.manual_seed(1)
+    net = WeightNet(8).double()
+    fused = run_meta_step(model, net, step=functools.partial(meta_step, fused_meta_forward=True)).weight_net_grads
+    for a, b in zip(fused, hand_written_meta_grad(model, net)):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
 def test_batch_zscore_by_hand():
     z = batch_zscore(torch.tensor([1.0, 2.0, 3.0]))
     torch.testing.assert_close(z, torch.tensor([-1.0, 0.0, 1.0]) / (2 / 3) ** 0.5)  # population std

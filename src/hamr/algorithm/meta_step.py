@@ -16,6 +16,7 @@ the others keep φ and run without a graph in the meta forward.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights
 
+# every SDPA kernel, fused ones first: what the meta forward may use with fused_meta_forward
+ANY_ATTENTION_KERNEL = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
+                        SDPBackend.MATH]
 # (logits, labels) -> (hardness signal (B,), optimised per-example loss (B,))
 ExampleLossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -43,10 +47,14 @@ class MetaStepResult:
 def meta_step(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict, train_labels: torch.Tensor,
               meta_inputs: dict, meta_labels: torch.Tensor, *, example_loss: ExampleLossFn,
               meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inner_lr: float,
-              clip: tuple[float, float], scope: set[str] | None = None) -> MetaStepResult:
+              clip: tuple[float, float], scope: set[str] | None = None,
+              fused_meta_forward: bool = False) -> MetaStepResult:
     """One meta step; see the module docstring. ``train_inputs``/``meta_inputs`` are the encoder's
     keyword inputs (input_ids, attention_mask, ...) already on the model's device; ``scope`` the
-    names of the parameters the virtual step moves (None: every trainable parameter, exact)."""
+    names of the parameters the virtual step moves (None: every trainable parameter, exact).
+    ``fused_meta_forward``: the meta forward at φ' is differentiated only once, so it may use the
+    fused attention kernels (fewer operators on a GPU; on a CPU the same math kernel); being
+    measured by ``scripts/bench_step.py`` (variant ``hamr_exact_fused``) before it becomes a default."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     names, params = zip(*[(n, p) for n, p in trainable if scope is None or n in scope])
     # Out-of-scope parameters enter the meta forward detached: no graph is recorded for them.
@@ -61,7 +69,8 @@ def meta_step(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict,
         grads = torch.autograd.grad(inner, params, create_graph=True, retain_graph=True)
         # one multi-tensor op over every parameter (and one in its backward) instead of two per tensor
         virtual = {**frozen, **dict(zip(names, torch._foreach_add(list(params), list(grads), alpha=-inner_lr)))}
-        meta_logits = functional_call(model, virtual, args=(), kwargs=meta_inputs, strict=False)
+        with contextlib.nullcontext() if not fused_meta_forward else sdpa_kernel(ANY_ATTENTION_KERNEL):
+            meta_logits = functional_call(model, virtual, args=(), kwargs=meta_inputs, strict=False)
         loss_meta = meta_loss(meta_logits.logits, meta_labels)
         theta_grads = torch.autograd.grad(loss_meta, list(weight_net.parameters()), retain_graph=True)
     return MetaStepResult(losses, signal.detach(), z, w_pre.detach(), loss_meta.detach(), list(theta_grads))
