@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import functools
+import json
 import platform
 import resource
 import statistics
