@@ -106,6 +106,16 @@ def test_figures_and_the_numbers_they_draw(tables):
     assert [row["n_seeds"] for row in history] == [3, 3] and list(data["histories"]) == ["hamr_full"]
 
 
+def test_modules_table_gives_last_epoch_means_over_seeds(tables):
+    modules = pd.read_csv(tables / "modules.csv", dtype=str, keep_default_na=False)
+    assert len(modules) == 1  # only the HAMR runs: SST-5, hamr=default
+    row = modules.iloc[0].to_dict()
+    assert (row["dataset"], row["configuration"], row["seeds"]) == ("SST-5", "HAMR", "3")
+    assert row["w p90"] == "1.40"  # epoch 2 of seeds 1-3: mean of 1.2, 1.4, 1.6 (epoch 1 would give 1.20)
+    assert row["max share gap"] == "0.10" and row["Spearman(h, loss)"] == "0.50"
+    assert row["w p10"] == "-"  # never logged by these runs: named, not zero
+
+
 def test_figure_histories_are_per_epoch_means_over_seeds_cut_to_the_shortest_run(build_tables):
     seed_1 = [{"epoch": 1, "weight_curve/z=0.0": 0.2, "sample_share/neg": 0.5},
               {"epoch": 2, "weight_curve/z=0.0": 0.4, "sample_share/neg": 0.7}]

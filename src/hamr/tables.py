@@ -10,6 +10,8 @@ under the results folder and writes to --out:
                          (95% interval, two-sided p)
   ablation.{md,csv,tex}  each HAMR and its three ablations on BioNLP and Irma17, with the paper's numbers
   minority.{md,csv}      test F1 of each dataset's three rarest training classes: CE, best baseline, HAMRs
+  modules.{md,csv}       per dataset and full HAMR: the last epoch's weight spread, weight curve, hardness and
+                         sampling spread, class share gap and Spearman(h, loss), mean over seeds
 and to --figures (default: <out>/../figures): per-class F1, the learned loss -> weight curve over
 epochs, the sampling share per class over epochs, one figure per dataset of whether HAMR's modules
 moved (modules_<dataset>.png), and the numbers behind every figure (figure_data.json). Missing
@@ -188,6 +190,31 @@ def minority_table(runs) -> pd.DataFrame:
                 row[label] = (f"{100 * np.mean([r['test']['per_class_f1'].get(c, 0.0) for r in m.metrics]):.1f}"
                               if len(m) else "missing")
             row["best baseline is"] = NAMES.get(baseline, "missing")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+MODULE_COLUMNS = (  # (last-epoch history key, column) of the modules table: did each learned part move?
+    ("weight_p10", "w p10"), ("weight_p90", "w p90"), ("weight_curve/z=-3", "f(z=-3)"),
+    ("weight_curve/z=+0", "f(z=0)"), ("weight_curve/z=+3", "f(z=+3)"), ("h_max_over_mean", "h max/mean"),
+    ("p_hard_decile_over_median", "p hard decile/median"), ("max_share_gap", "max share gap"),
+    ("spearman_h_loss", "Spearman(h, loss)"))
+
+
+def modules_table(runs) -> pd.DataFrame:
+    """Per dataset and full HAMR variant: each diagnostic of the last epoch, mean over seeds
+    ("-" where the runs predate it)."""
+    rows = []
+    for dataset in paper.DATASETS:
+        for hamr in HAMRS:
+            sel = runs[(runs.dataset == dataset) & (runs.method == f"{hamr}_full")] if len(runs) else runs
+            if len(sel) == 0:
+                continue
+            last = [with_share_gap(m["history"][-1]) for m in sel.metrics if m.get("history")]
+            row = {"dataset": paper.DISPLAY[dataset], "configuration": HAMR_NAMES[hamr], "seeds": str(len(sel))}
+            for key, column in MODULE_COLUMNS:
+                values = [r[key] for r in last if key in r]
+                row[column] = f"{np.mean(values):.2f}" if values else "-"
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -406,6 +433,14 @@ def main(argv=None) -> int:
     if len(minority_df):
         text += "\n" + write_table(minority_df, args.out / "minority", "Rarest classes", "Test F1 (x100, mean over "
                                    "seeds) of each dataset's three rarest training classes.")
+    modules_df = modules_table(runs)
+    if len(modules_df):
+        text += "\n" + write_table(modules_df, args.out / "modules", "Did HAMR's modules move?", "Last epoch, mean over "
+                                   "seeds: post-meta weights (p10, p90), the weight network's curve f at batch z-scores "
+                                   "-3, 0, +3, the hardness spread (max / mean of h), the sampling probability of the "
+                                   "hardest decile over the median's, the largest |sample share - data share| over "
+                                   "classes, and the Spearman correlation of h with the loss (hard means hard when > 0). "
+                                   "Unmoved: weights near 1, h max/mean near 1, share gap near 0.")
     significance_rows = [{"dataset": r["dataset"], "configuration": NAMES[method], "vs": "best baseline (dev)", **test}
                          for r in main_df.to_dict("records") for method, test in r["_tests"].items()]
     significance_rows += [{"dataset": paper.DISPLAY[dataset], "configuration": r["configuration"], **test}
