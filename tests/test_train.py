@@ -261,3 +261,24 @@ def test_a_baseline_run_is_reused_whatever_hamrs_settings(tmp_path):
     hamr_run = {**baseline, "method": {"_target_": "hamr.algorithm.method.HamrMethod.from_context", "name": "hamr"}}
     (tmp_path / "metrics.json").write_text(json.dumps({"config": hamr_run}))
     assert finished_run(tmp_path, {**hamr_run, "hamr": {"tau": 0.5}}) is None
+
+
+@pytest.mark.parametrize("run,overrides", [
+    ("sst5/focal/seed=1", ["method=baseline", "baseline_loss=focal"]),
+    ("bionlp2004/hamr_authors_full/seed=2", ["method=hamr", "hamr=authors"]),
+    ("hurricane_irma_2017/hamr_authors_no_resampling/seed=3", ["method=hamr", "hamr=authors", "ablation=no_resampling"]),
+])
+def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, overrides):
+    """`make reproduce-table PROFILE=cpu` must skip the committed runs that today's configs would
+    repeat (else 108 runs are silently retrained); it fails when a new option changes their result
+    or is not read for old records (LATER_KEYS, VOLATILE_KEYS)."""
+    from omegaconf import OmegaConf
+
+    from hamr.config import compose_train
+    from hamr.train import finished_run
+
+    run_dir = ROOT / "results" / "table_cpu" / "runs" / run
+    dataset, seed = run.split("/")[0], run.rsplit("=", 1)[1]
+    cfg = compose_train(["experiment=table_cpu", f"dataset={dataset}", f"trainer.seed={seed}", *overrides])
+    record = finished_run(run_dir, OmegaConf.to_container(cfg, resolve=True))
+    assert record is not None and record["seed"] == int(seed)

@@ -151,6 +151,7 @@ class MethodConfig:
     _target_: str = MISSING
     _partial_: bool = True
     name: str = MISSING  # folder name of the method in results/runs/<dataset>/<method>/
+    tuning_key: str = ""  # which entry of a profile's `tuned` values it reads: its loss, or its HAMR preset
 
 
 @dataclass
@@ -288,12 +289,28 @@ class TrainConfig:
     # Tuning: one job trains each of these seeds (run folders seed=<n>) and returns their mean dev
     # Macro-F1 to the sweeper; empty: the one run of trainer.seed.
     objective_seeds: list[int] = field(default_factory=list)
+    # A profile's dev-chosen values (experiment/table_cpu.yaml): tuned.<option>.<method.tuning_key> =
+    # [classification value, NER value], read where a config says ${tuned:<option>,<default>}.
+    tuned: dict[str, Any] = field(default_factory=dict)
 
 
 def per_task(task: str, cls_value: Any, ner_value: Any) -> Any:
     """``${per_task:${dataset.task},<classification value>,<NER value>}`` in a config file."""
     _check_choice("dataset.task", task, TASKS)
     return cls_value if task == "cls" else ner_value
+
+
+def tuned(option: str, default: Any, *, _root_: DictConfig) -> Any:
+    """``${tuned:<option>,<default>}``: the profile's dev-chosen value of ``option`` for this run's
+    method (``method.tuning_key``) and task, from ``tuned.<option>.<key>: [classification, NER]``;
+    ``default`` where the profile chose none for this method (or has no ``tuned`` values)."""
+    entry = OmegaConf.select(_root_, f"tuned.{option}.{_root_.method.tuning_key}", default=None)
+    if entry is None:
+        return default
+    if len(entry) != 2:
+        raise ConfigError(f"tuned.{option}.{_root_.method.tuning_key} is {list(entry)}: "
+                          "expected [classification value, NER value]")
+    return per_task(_root_.dataset.task, *entry)
 
 
 MAX_DIRNAME_BYTES = 240  # file systems refuse names over 255 bytes (every folder made so far fits)
@@ -313,9 +330,10 @@ def short_dirname(name: str) -> str:
 
 
 def register_configs() -> None:
-    """Register the schemas and the ``per_task`` and ``short_dirname`` resolvers; called before Hydra composes."""
+    """Register the schemas and the ``per_task``, ``tuned`` and ``short_dirname`` resolvers; called before Hydra composes."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("per_task", per_task, replace=True)
+    OmegaConf.register_new_resolver("tuned", tuned, replace=True)
     OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
 
 
