@@ -151,7 +151,6 @@ class MethodConfig:
     _target_: str = MISSING
     _partial_: bool = True
     name: str = MISSING  # folder name of the method in results/runs/<dataset>/<method>/
-    tuning_key: str = ""  # which entry of a profile's `tuned` values it reads: its loss, or its HAMR preset
 
 
 @dataclass
@@ -289,8 +288,8 @@ class TrainConfig:
     # Tuning: one job trains each of these seeds (run folders seed=<n>) and returns their mean dev
     # Macro-F1 to the sweeper; empty: the one run of trainer.seed.
     objective_seeds: list[int] = field(default_factory=list)
-    # A profile's dev-chosen values (experiment/table_cpu.yaml): tuned.<option>.<method.tuning_key> =
-    # [classification value, NER value], read where a config says ${tuned:<option>,<default>}.
+    # A profile's dev-chosen values (experiment/table_cpu.yaml): tuned.<option>.<method> = [classification
+    # value, NER value], <method> the loss (baselines) or the HAMR preset's name; read by ${tuned:<option>,<default>}.
     tuned: dict[str, Any] = field(default_factory=dict)
 
 
@@ -300,16 +299,24 @@ def per_task(task: str, cls_value: Any, ner_value: Any) -> Any:
     return cls_value if task == "cls" else ner_value
 
 
+def tuning_key(root: DictConfig) -> str:
+    """The entry of a profile's ``tuned`` values a run reads: a baseline's loss (its method.name), or
+    the HAMR preset's name for every ablation of it (``hamr``; ``hamr_authors``)."""
+    if str(root.method._target_).endswith("HamrMethod.from_context"):
+        return str(root.hamr.name)
+    return str(root.method.name)
+
+
 def tuned(option: str, default: Any, *, _root_: DictConfig) -> Any:
     """``${tuned:<option>,<default>}``: the profile's dev-chosen value of ``option`` for this run's
-    method (``method.tuning_key``) and task, from ``tuned.<option>.<key>: [classification, NER]``;
+    method (:func:`tuning_key`) and task, from ``tuned.<option>.<key>: [classification, NER]``;
     ``default`` where the profile chose none for this method (or has no ``tuned`` values)."""
-    entry = OmegaConf.select(_root_, f"tuned.{option}.{_root_.method.tuning_key}", default=None)
+    key = tuning_key(_root_)
+    entry = OmegaConf.select(_root_, f"tuned.{option}.{key}", default=None)
     if entry is None:
         return default
     if len(entry) != 2:
-        raise ConfigError(f"tuned.{option}.{_root_.method.tuning_key} is {list(entry)}: "
-                          "expected [classification value, NER value]")
+        raise ConfigError(f"tuned.{option}.{key} is {list(entry)}: expected [classification value, NER value]")
     return per_task(_root_.dataset.task, *entry)
 
 

@@ -45,7 +45,7 @@ def pick_device(name: str) -> torch.device:
 
 
 # Keys that do not change a run's result: a finished run whose config differs only here is reused.
-# `tuned` and method.tuning_key only pick values; the values picked (trainer.lr, ...) are compared.
+# `tuned` only holds values to pick from; the values picked (trainer.lr, ...) are compared.
 VOLATILE_KEYS = ("paths", "logger", "force", "resume", "experiment_name", "tags", "objective_seeds", "tuned")
 VOLATILE_TRAINER_KEYS = ("progress_bar", "num_threads", "device", "eval_batch_size")
 # Where the dataset's files live (HAMR_DATA_DIR, absolute or relative, or the Hub repository they
@@ -70,7 +70,6 @@ def result_relevant(config: dict) -> dict:
     for (section, key), before in LATER_KEYS.items():
         if isinstance(kept.get(section), dict) and key not in kept[section]:
             kept[section] = {**kept[section], key: before}
-    kept["method"] = {k: v for k, v in kept.get("method", {}).items() if k != "tuning_key"}
     kept["trainer"] = {k: v for k, v in kept.get("trainer", {}).items() if k not in VOLATILE_TRAINER_KEYS}
     kept["dataset"] = {k: v for k, v in kept.get("dataset", {}).items() if k not in VOLATILE_DATASET_KEYS}
     return kept
