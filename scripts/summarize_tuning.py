@@ -1,10 +1,11 @@
 """Summarise a dev-only tuning study (the `tune=...` sweeps) into summary.md and chosen.json.
 
-    python scripts/summarize_tuning.py results/tuning/table_cpu
+    python scripts/summarize_tuning.py results/tuning/table_cpu [--tuned]
 
 Per dataset and method: every trial's mean dev Macro-F1 over its seeds, the chosen trial, the
 runner-up and whether their difference exceeds the spread between seeds (hamr.tuning). Test
-scores are not read.
+scores are not read. --tuned also prints the choices in the shape of a profile's `tuned:` block
+(option -> method -> [classification, NER]; README's config cheatsheet).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import time
 from pathlib import Path
 
 from hamr.results import atomic_write_bytes
-from hamr.tuning import choices, load_trials, rank_trials, summary_markdown
+from hamr.tuning import choices, load_trials, rank_trials, summary_markdown, tuned_values
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", type=Path, help="the study's results folder (holding runs/)")
     parser.add_argument("--min-seeds", type=int, default=2, help="seeds a trial needs to be ranked")
+    parser.add_argument("--tuned", action="store_true", help="also print the choices as a profile's tuned: block")
     args = parser.parse_args(argv)
     trials = load_trials(args.results)
     if trials.empty:
@@ -35,6 +37,11 @@ def main(argv=None) -> int:
     atomic_write_bytes(args.results / "summary.md", (header + summary_markdown(ranked, chosen)).encode())
     atomic_write_bytes(args.results / "chosen.json", json.dumps(chosen, indent=2).encode())
     print(header + summary_markdown(ranked, chosen))
+    if args.tuned:
+        from omegaconf import OmegaConf
+
+        print(f"\n# chosen on dev in {args.results}/chosen.json: [classification, NER] (null: not chosen yet)")
+        print(OmegaConf.to_yaml({"tuned": tuned_values(chosen)}))
     return 0
 
 

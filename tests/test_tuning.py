@@ -6,7 +6,7 @@ import math
 import pytest
 
 from hamr.results import atomic_write_json
-from hamr.tuning import choices, load_trials, parse_overrides, rank_trials, summary_markdown
+from hamr.tuning import choices, load_trials, parse_overrides, rank_trials, summary_markdown, tuned_values
 
 
 def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5", history=None):
@@ -14,7 +14,8 @@ def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce"
     for seed, (dev, epoch) in enumerate(zip(devs, selected), start=1):
         atomic_write_json(folder / f"seed={seed}" / "metrics.json", {
             "dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "selected_epoch": epoch,
-            "wall_seconds": 1800.0, "config": {"trainer": {"epochs": 3}},
+            "wall_seconds": 1800.0, "config": {"trainer": {"epochs": 3},
+                                               "dataset": {"task": "ner" if dataset == "bionlp2004" else "cls"}},
             "history": [{"epoch": 1}, {"epoch": 2, **(history or {}), "weight_p90": 1.0 + seed}] if history else []})
 
 
@@ -70,3 +71,17 @@ def test_hamr_trials_report_whether_their_modules_moved(tmp_path):
     text = summary_markdown(ranked, choices(ranked))
     table = text.split("did each module move?")[1]
     assert "| sst5 | `trainer.lr=1e-4` | nan | 2.50 | 2.00 | nan | 0.10 |" in table and "| ce |" not in table
+
+
+def test_the_choices_become_a_profiles_tuned_block_by_method_and_task(tmp_path):
+    fake_trial(tmp_path, "2e-4", [0.60, 0.62], method="focal", dataset="hurricane_irma_2017")  # classification
+    fake_trial(tmp_path, "1e-4", [0.50, 0.52], method="focal", dataset="hurricane_irma_2017")
+    fake_trial(tmp_path, "5e-4", [0.40, 0.42], method="focal", dataset="bionlp2004")  # NER
+    fake_trial(tmp_path, "3e-4", [0.60, 0.60], method="icf", dataset="hurricane_irma_2017")  # ICF: no NER study yet
+    chosen = choices(rank_trials(load_trials(tmp_path)))
+    assert tuned_values(chosen) == {"lr": {"focal": [2e-4, 5e-4], "icf": [3e-4, None]}}
+    hamr = {"dataset": "x", "task": "ner", "method": "hamr_full",
+            "values": {"hamr.meta.every": "4", "hamr.tau": "1.5", "trainer.lr": "1e-4"}}
+    assert tuned_values([hamr]) == {"tau": {"hamr": [None, 1.5]}, "lr": {"hamr": [None, 1e-4]}}  # not the search's every
+    with pytest.raises(ValueError, match="two ner studies chose hamr.tau for hamr"):
+        tuned_values([hamr, {**hamr, "dataset": "y"}])

@@ -39,11 +39,12 @@ def load_trials(results_dir: Path) -> pd.DataFrame:
         values = {k: v for k, v in parse_overrides(m.get("override_dirname") or trial_folder.name).items()
                   if k not in FIXED_KEYS}
         last = m["history"][-1] if m.get("history") else {}
-        rows.append({"dataset": m["dataset"], "method": m["method"], "trial": ",".join(f"{k}={v}" for k, v in values.items()),
+        rows.append({"dataset": m["dataset"], "task": m.get("config", {}).get("dataset", {}).get("task"),
+                     "method": m["method"], "trial": ",".join(f"{k}={v}" for k, v in values.items()),
                      "seed": m["seed"], "dev": m["dev_macro_f1"], "selected_epoch": m["selected_epoch"],
                      "epochs": m["config"]["trainer"]["epochs"], "wall_seconds": m["wall_seconds"],
                      **{k: last.get(k, np.nan) for k in DIAGNOSTICS}})
-    return pd.DataFrame(rows, columns=["dataset", "method", "trial", "seed", "dev", "selected_epoch", "epochs",
+    return pd.DataFrame(rows, columns=["dataset", "task", "method", "trial", "seed", "dev", "selected_epoch", "epochs",
                                        "wall_seconds", *DIAGNOSTICS])
 
 
@@ -52,8 +53,8 @@ def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
     the last epoch was the best; ranked within each study by mean dev (trials with fewer than
     ``min_seeds`` finished seeds are listed but not ranked)."""
     trials = trials.assign(last_is_best=trials.selected_epoch == trials.epochs)
-    table = trials.groupby(["dataset", "method", "trial"]).agg(
-        dev_mean=("dev", "mean"), dev_std=("dev", "std"), seeds=("seed", lambda s: sorted(s)), n=("seed", "size"),
+    table = trials.groupby(["dataset", "method", "trial"], dropna=False).agg(
+        task=("task", "first"), dev_mean=("dev", "mean"), dev_std=("dev", "std"), seeds=("seed", lambda s: sorted(s)), n=("seed", "size"),
         last_epoch_best=("last_is_best", "sum"), hours=("wall_seconds", lambda w: w.sum() / 3600),
         **{k: (k, "mean") for k in DIAGNOSTICS}).reset_index()
     complete = table.n >= min_seeds
@@ -74,7 +75,7 @@ def choices(ranked: pd.DataFrame) -> list[dict]:
         stds = [s for s in (best.dev_std, None if second is None else second.dev_std) if s is not None and s == s]
         spread = float(np.mean(stds)) if stds else float("nan")  # NaN: one seed, no spread to compare with
         margin = float(best.dev_mean - second.dev_mean) if second is not None else float("nan")
-        out.append({"dataset": dataset, "method": method, "chosen": best.trial, "values": parse_overrides(best.trial),
+        out.append({"dataset": dataset, "task": best.task, "method": method, "chosen": best.trial, "values": parse_overrides(best.trial),
                     "dev_mean": float(best.dev_mean), "dev_std": float(best.dev_std), "seeds": list(best.seeds),
                     "runner_up": None if second is None else second.trial, "margin": margin, "seed_spread": spread,
                     "margin_exceeds_spread": bool(margin > spread), "trials": int(len(study))})
@@ -108,3 +109,29 @@ def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
             values = [moved.loc[r.Index, k] for k in DIAGNOSTICS]
             lines.append(f"| {r.dataset} | `{r.trial}` | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
+
+
+# trial keys that set how the search ran, not what it chose (the exact step is re-checked after it)
+SEARCH_SETTINGS = ("hamr.meta.every",)
+
+
+def tuned_values(chosen: list[dict]) -> dict[str, dict[str, list]]:
+    """The chosen values as ``{option: {method: [classification value, NER value]}}``, the shape of a
+    profile's ``tuned`` block (config.tuned): ``trainer.lr`` -> ``lr``, ``baseline_loss.gamma`` ->
+    ``gamma``, ``hamr.<knob>`` -> ``<knob>``; a method is a baseline's loss or the HAMR preset
+    (``hamr_full`` -> ``hamr``). A task no study chose for is None; two studies of one method and
+    task are an error (which would the profile use?)."""
+    out: dict[str, dict[str, list]] = {}
+    for c in chosen:
+        if c.get("task") not in ("cls", "ner"):
+            raise ValueError(f"the {c['method']} study on {c['dataset']} records no task (cls or ner)")
+        slot = 0 if c["task"] == "cls" else 1
+        method = c["method"].removesuffix("_full")
+        for key, value in c["values"].items():
+            if key in SEARCH_SETTINGS:
+                continue
+            pair = out.setdefault(key.split(".", 1)[1], {}).setdefault(method, [None, None])
+            if pair[slot] is not None:
+                raise ValueError(f"two {c['task']} studies chose {key} for {method}: tune one dataset per task")
+            pair[slot] = float(value)
+    return out
