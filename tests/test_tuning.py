@@ -6,7 +6,14 @@ import math
 import pytest
 
 from hamr.results import atomic_write_json
-from hamr.tuning import choices, load_trials, parse_overrides, rank_trials, summary_markdown, tuned_values
+from hamr.tuning import (
+    choices,
+    load_trials,
+    parse_overrides,
+    rank_trials,
+    summary_markdown,
+    tuned_values,
+)
 
 
 def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5", history=None):
