@@ -34,6 +34,7 @@ import pandas as pd
 from hamr import paper
 from hamr.results import atomic_write_bytes, load_runs
 from hamr.significance import item_counts, paired_bootstrap
+from hamr.tuning import DIAGNOSTICS
 
 BASELINES = ["ce", "focal", "dice", "icf"]
 HAMRS = ["hamr_authors", "hamr"]  # hamr=authors (the authors' per-step values), hamr=default
@@ -194,13 +195,6 @@ def minority_table(runs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-MODULE_COLUMNS = (  # (last-epoch history key, column) of the modules table: did each learned part move?
-    ("weight_p10", "w p10"), ("weight_p90", "w p90"), ("weight_curve/z=-3", "f(z=-3)"),
-    ("weight_curve/z=+0", "f(z=0)"), ("weight_curve/z=+3", "f(z=+3)"), ("h_max_over_mean", "h max/mean"),
-    ("p_hard_decile_over_median", "p hard decile/median"), ("max_share_gap", "max share gap"),
-    ("spearman_h_loss", "Spearman(h, loss)"))
-
-
 def modules_table(runs) -> pd.DataFrame:
     """Per dataset and full HAMR variant: each diagnostic of the last epoch, mean over seeds
     ("-" where the runs predate it)."""
@@ -212,7 +206,7 @@ def modules_table(runs) -> pd.DataFrame:
                 continue
             last = [with_share_gap(m["history"][-1]) for m in sel.metrics if m.get("history")]
             row = {"dataset": paper.DISPLAY[dataset], "configuration": HAMR_NAMES[hamr], "seeds": str(len(sel))}
-            for key, column in MODULE_COLUMNS:
+            for key, column in DIAGNOSTICS.items():  # the tuning summary's columns, same labels
                 values = [r[key] for r in last if key in r]
                 row[column] = f"{np.mean(values):.2f}" if values else "-"
             rows.append(row)

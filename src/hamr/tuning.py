@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation", "trainer.seed")  # name the study or the seed, not a trial
-# HAMR's last-epoch diagnostics (did each module move?), averaged over a trial's seeds
+# HAMR's last-epoch diagnostics (did each module move?) and their column labels, in the tuning summary
+# (averaged over a trial's seeds) and the tables' modules.md (over a configuration's seeds)
 DIAGNOSTICS = {"weight_p10": "w p10", "weight_p90": "w p90", "h_max_over_mean": "h max/mean",
                "p_hard_decile_over_median": "p hard decile/median", "max_share_gap": "max share gap",
                "spearman_h_loss": "Spearman(h, loss)", "weight_curve/z=-3": "f(z=-3)",
