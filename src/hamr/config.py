@@ -299,12 +299,15 @@ def per_task(task: str, cls_value: Any, ner_value: Any) -> Any:
     return cls_value if task == "cls" else ner_value
 
 
+def is_baseline_method(method: Any) -> bool:
+    """Whether a method config (a DictConfig or its resolved dict) trains a baseline loss."""
+    return str(method.get("_target_", "")).endswith("BaselineMethod.from_context")
+
+
 def tuning_key(root: DictConfig) -> str:
     """The entry of a profile's ``tuned`` values a run reads: a baseline's loss (its method.name), or
     the HAMR preset's name for every ablation of it (``hamr``; ``hamr_authors``)."""
-    if str(root.method._target_).endswith("HamrMethod.from_context"):
-        return str(root.hamr.name)
-    return str(root.method.name)
+    return str(root.method.name) if is_baseline_method(root.method) else str(root.hamr.name)
 
 
 def tuned(option: str, default: Any, *, _root_: DictConfig) -> Any:

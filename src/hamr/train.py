@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler, set_seed
 
 from hamr.checkpoint import Checkpointer, Stopped
-from hamr.config import ConfigError, register_configs, validate
+from hamr.config import ConfigError, is_baseline_method, register_configs, validate
 from hamr.data.encode import IGNORE_INDEX, collator_for, encode_split_cached
 from hamr.data.prepare import load_dataset_splits
 from hamr.data.records import DataError
@@ -65,7 +65,7 @@ BASELINE_UNUSED_KEYS = ("hamr", "ablation")
 def result_relevant(config: dict) -> dict:
     """The parts of a resolved config that decide the result (for resuming sweeps)."""
     kept = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
-    if str(kept.get("method", {}).get("_target_", "")).endswith("BaselineMethod.from_context"):
+    if is_baseline_method(kept.get("method", {})):
         kept = {k: v for k, v in kept.items() if k not in BASELINE_UNUSED_KEYS}
     for (section, key), before in LATER_KEYS.items():
         if isinstance(kept.get(section), dict) and key not in kept[section]:
