@@ -5,7 +5,7 @@
 Per dataset and method: every trial's mean dev Macro-F1 over its seeds, the chosen trial, the
 runner-up and whether their difference exceeds the spread between seeds (hamr.tuning). Test
 scores are not read. --tuned also prints the choices in the shape of a profile's `tuned:` block
-(option -> method -> [classification, NER]; README's config cheatsheet).
+(option -> method -> [classification, NER], 3 significant digits; README's config cheatsheet).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def main(argv=None) -> int:
     if args.tuned:
         from omegaconf import OmegaConf
 
-        print(f"\n# chosen on dev in {args.results}/chosen.json: [classification, NER] (null: not chosen yet)")
-        print(OmegaConf.to_yaml({"tuned": tuned_values(chosen)}))
+        print(f"\n# chosen on dev in {args.results}/chosen.json, 3 significant digits: [classification, NER] "
+              "(null: not chosen yet)")
+        print(OmegaConf.to_yaml({"tuned": tuned_values(chosen, significant=3)}))
     return 0
 
 

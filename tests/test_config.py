@@ -131,7 +131,8 @@ def test_a_long_override_dirname_is_shortened_to_a_distinct_valid_folder_name():
     assert len(short_dirname("é" * 300).encode()) <= MAX_DIRNAME_BYTES  # cut on a character boundary
 
 
-TUNED = "+tuned={lr:{focal:[0.0003,0.0005],hamr:[0.0004,0.0002]},gamma:{focal:[1.0,1.5]}}"
+# in place of the profile's own tuned block (deleted first)
+TUNED = ["~tuned", "+tuned={lr:{focal:[0.0003,0.0005],hamr:[0.0004,0.0002]},gamma:{focal:[1.0,1.5]}}"]
 
 
 @pytest.mark.parametrize("overrides,lr,gamma", [
@@ -142,14 +143,14 @@ TUNED = "+tuned={lr:{focal:[0.0003,0.0005],hamr:[0.0004,0.0002]},gamma:{focal:[1
     (["method=hamr", "hamr=authors", "dataset=sst5"], 1e-4, None),  # the authors' preset is not tuned
 ])
 def test_a_profiles_tuned_values_go_to_the_method_and_task_they_were_chosen_for(compose_cfg, overrides, lr, gamma):
-    settings = validate(compose_cfg(["experiment=table_cpu", *overrides, TUNED]))
+    settings = validate(compose_cfg(["experiment=table_cpu", *overrides, *TUNED]))
     assert settings.trainer.lr == pytest.approx(lr)
     if gamma is not None:
         assert settings.baseline_loss["gamma"] == pytest.approx(gamma)
-    untuned = validate(compose_cfg(["experiment=table_cpu", *overrides]))  # no tuned values: the defaults
+    untuned = validate(compose_cfg(["experiment=table_cpu", *overrides, "~tuned"]))  # no tuned values: the defaults
     assert untuned.trainer.lr == pytest.approx(1e-4) and untuned.baseline_loss.get("gamma", 2.0) == 2.0
 
 
 def test_a_tuned_entry_needs_a_classification_and_an_ner_value(compose_cfg):
     with pytest.raises(Exception, match=r"tuned.lr.focal is \[0.0003\]: expected \[classification value, NER value\]"):
-        validate(compose_cfg(["experiment=table_cpu", "baseline_loss=focal", "+tuned={lr:{focal:[0.0003]}}"]))
+        validate(compose_cfg(["experiment=table_cpu", "baseline_loss=focal", "~tuned", "+tuned={lr:{focal:[0.0003]}}"]))

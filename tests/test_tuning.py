@@ -92,3 +92,23 @@ def test_the_choices_become_a_profiles_tuned_block_by_method_and_task(tmp_path):
     assert tuned_values([hamr]) == {"tau": {"hamr": [None, 1.5]}, "lr": {"hamr": [None, 1e-4]}}  # not the search's every
     with pytest.raises(ValueError, match="two ner studies chose hamr.tau for hamr"):
         tuned_values([hamr, {**hamr, "dataset": "y"}])
+    long = {**hamr, "values": {"hamr.tau": "1.9552829151743403", "trainer.lr": "0.0004042358248277154"}}
+    assert tuned_values([long], significant=3) == {"tau": {"hamr": [None, 1.96]}, "lr": {"hamr": [None, 4.04e-4]}}
+
+
+def test_the_cpu_profiles_tuned_values_are_the_committed_dev_choices():
+    """conf/experiment/table_cpu.yaml's `tuned` block holds results/tuning/table_cpu/chosen.json's
+    choices (3 significant digits): an entry typed by hand, or a study rerun without updating the
+    profile, fails here. Studies still running may be missing from the profile, not differ from it."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    root = Path(__file__).resolve().parents[1]
+    profile = OmegaConf.to_container(OmegaConf.load(root / "conf" / "experiment" / "table_cpu.yaml"))["tuned"]
+    chosen = tuned_values(json.loads((root / "results" / "tuning" / "table_cpu" / "chosen.json").read_text()),
+                          significant=3)
+    assert profile, "table_cpu has no tuned values"
+    for option, methods in profile.items():
+        for method, pair in methods.items():
+            assert pair == chosen[option][method], f"tuned.{option}.{method}"

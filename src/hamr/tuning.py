@@ -116,12 +116,13 @@ def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
 SEARCH_SETTINGS = ("hamr.meta.every",)
 
 
-def tuned_values(chosen: list[dict]) -> dict[str, dict[str, list]]:
+def tuned_values(chosen: list[dict], significant: int | None = None) -> dict[str, dict[str, list]]:
     """The chosen values as ``{option: {method: [classification value, NER value]}}``, the shape of a
     profile's ``tuned`` block (config.tuned): ``trainer.lr`` -> ``lr``, ``baseline_loss.gamma`` ->
     ``gamma``, ``hamr.<knob>`` -> ``<knob>``; a method is a baseline's loss or the HAMR preset
-    (``hamr_full`` -> ``hamr``). A task no study chose for is None; two studies of one method and
-    task are an error (which would the profile use?)."""
+    (``hamr_full`` -> ``hamr``), each value rounded to ``significant`` digits (None: as chosen;
+    Optuna's floats carry digits no dev score can tell apart). A task no study chose for is None;
+    two studies of one method and task are an error (which would the profile use?)."""
     out: dict[str, dict[str, list]] = {}
     for c in chosen:
         if c.get("task") not in ("cls", "ner"):
@@ -134,5 +135,5 @@ def tuned_values(chosen: list[dict]) -> dict[str, dict[str, list]]:
             pair = out.setdefault(key.split(".", 1)[1], {}).setdefault(method, [None, None])
             if pair[slot] is not None:
                 raise ValueError(f"two {c['task']} studies chose {key} for {method}: tune one dataset per task")
-            pair[slot] = float(value)
+            pair[slot] = float(value) if significant is None else float(f"{float(value):.{significant}g}")
     return out
