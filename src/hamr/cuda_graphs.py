@@ -120,10 +120,10 @@ class GraphedStep:
 
     def __init__(self, step: StepFn, *example_batches: dict, warmup: int = 3):
         self.static = [{k: v.clone() for k, v in b.items()} for b in example_batches]
-        # warm-up and capture on one stream of this graph's own: per-stream resources made in the
-        # warm-up (cuBLAS workspaces) then live in the ordinary pool, not in a graph's private pool
-        # shared through torch.cuda.graph's default capture stream (on 2026-11-28 a second
-        # benchmark's graphs, captured after the first one's were freed, gave NaN)
+        # warm-up and capture on a stream of this graph's own: graphs captured on one stream share
+        # its cuBLAS workspace, and freeing one of them clears it under the others
+        # (pytorch/pytorch#193402; on 2026-11-28 the second benchmark's graphs, captured on
+        # torch.cuda.graph's shared default stream, gave NaN once the first one's were freed)
         self.stream = torch.cuda.Stream()
         self.stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.stream):
