@@ -92,8 +92,6 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, dataset: str, device: torch.device, variants: list[str]):
         from hamr.algorithm.meta_step import meta_step, meta_step_authors, scope_parameter_names
-        from hamr.algorithm.method import HamrMethod, endless
-        from hamr.algorithm.rates import step_rates
         from hamr.config import compose_train, validate
         from hamr.cuda_graphs import GraphedStep, pad_batch
         from hamr.data.encode import collator_for, encode_split
@@ -141,12 +139,7 @@ class Bench:
                 top = {"hamr_scope2": 2, "hamr_scope0": 0}.get(variant)
                 hp = dataclasses.replace(settings.hamr, meta=dataclasses.replace(settings.hamr.meta, every=every, scope=top))
                 scope = None if top is None else scope_parameter_names(self.model, top)
-                rates = step_rates(hp, trainer_lr=settings.trainer.lr, steps_per_epoch=args.batches, epochs=1)
-                method = HamrMethod(name=variant, loss=loss, hp=hp, rates=rates, ablation=settings.ablation, task=data.task,
-                                    device=device, pool=np.arange(len(train)), n_train=len(train),
-                                    meta_batches=endless(meta_batches), neighbours=None,
-                                    pool_classes=["all"] * len(train), precision=settings.trainer.precision, seed=0,
-                                    scope=scope)
+                method = self._hamr_method(variant, hp, loss, settings, data.task, len(train), scope)
                 if variant == "authors":
                     method.meta_step_fn = meta_step_authors
                 if variant == "hamr_exact_fused":
@@ -157,11 +150,21 @@ class Bench:
         # breaks the captured graph's dropout RNG (an illegal memory access at its next replay)
         self.graphed = {variant: GraphedStep(step, *examples, warmup=2) for variant, (step, examples) in to_capture.items()}
 
+    def _hamr_method(self, variant: str, hp, loss, settings, task: str, n_train: int, scope=None):
+        """A HamrMethod over the fixed batches (every training example in the pool, the meta batches
+        cycled, no neighbours), with the rates of a one-epoch run of them; seed 0 for every variant."""
+        from hamr.algorithm.method import HamrMethod, endless
+        from hamr.algorithm.rates import step_rates
+
+        rates = step_rates(hp, trainer_lr=settings.trainer.lr, steps_per_epoch=len(self.batches), epochs=1)
+        return HamrMethod(name=variant, loss=loss, hp=hp, rates=rates, ablation=settings.ablation, task=task,
+                          device=self.device, pool=np.arange(n_train), n_train=n_train,
+                          meta_batches=endless(self.meta_batches), neighbours=None, pool_classes=["all"] * n_train,
+                          precision=settings.trainer.precision, seed=0, scope=scope)
+
     def _graphed_step(self, variant: str, loss, settings, task: str, n_train: int):
         """``variant``'s step function (hamr.cuda_graphs) with its own capturable optimisers, and the
         example batches (on the device) to capture it on."""
-        from hamr.algorithm.method import HamrMethod, endless
-        from hamr.algorithm.rates import step_rates
         from hamr.cuda_graphs import ce_step, hamr_step
 
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5, capturable=self.device.type == "cuda")
@@ -169,16 +172,12 @@ class Bench:
         if variant == "ce_graphed":
             return ce_step(self.model, loss, optimizer, grad_clip=1.0, precision=settings.trainer.precision), (first,)
         hp = settings.hamr
-        rates = step_rates(hp, trainer_lr=settings.trainer.lr, steps_per_epoch=len(self.batches), epochs=1)
-        # a HamrMethod only for its f_θ (same seed as the eager variants') and example loss
-        method = HamrMethod(name=variant, loss=loss, hp=hp, rates=rates, ablation=settings.ablation, task=task,
-                            device=self.device, pool=np.arange(n_train), n_train=n_train,
-                            meta_batches=endless(self.meta_batches), neighbours=None, pool_classes=["all"] * n_train,
-                            precision=settings.trainer.precision, seed=0)
-        net_optimizer = torch.optim.Adam(method.weight_net.parameters(), lr=rates.weight_net_lr,
+        # a HamrMethod only for its f_θ (same seed as the eager variants'), rates and example loss
+        method = self._hamr_method(variant, hp, loss, settings, task, n_train)
+        net_optimizer = torch.optim.Adam(method.weight_net.parameters(), lr=method.rates.weight_net_lr,
                                          weight_decay=hp.weight_net_weight_decay, capturable=self.device.type == "cuda")
         step = hamr_step(self.model, method.weight_net, net_optimizer, optimizer, example_loss=method.example_loss,
-                         meta_loss=method.meta_loss, inner_lr=rates.inner_lr,
+                         meta_loss=method.meta_loss, inner_lr=method.rates.inner_lr,
                          clip=(hp.weight_clip_low, hp.weight_clip_high), grad_clip=1.0,
                          precision=settings.trainer.precision)
         meta = {k: v.to(self.device) for k, v in self.meta_batches[0].items()}

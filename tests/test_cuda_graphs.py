@@ -37,7 +37,7 @@ def assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 def test_the_hamr_step_function_moves_model_and_weight_net_as_the_loops_step():
-    """One step of ``hamr_step`` on the batch padded by three tokens (4D mask) against
+    """One step of ``hamr_step`` on the batch padded by three tokens (masked padding) against
     ``train_step`` with ``HamrMethod`` on the batch as collated: same model, same f_θ after."""
     method = make_method("full")
     model = tiny_model()

@@ -14,6 +14,7 @@ from hamr.tuning import (
     summary_markdown,
     tuned_values,
 )
+from tests.conftest import ROOT
 
 
 def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5", history=None):
@@ -100,12 +101,9 @@ def test_the_cpu_profiles_tuned_values_are_the_committed_dev_choices():
     """conf/experiment/table_cpu.yaml's `tuned` block holds results/tuning/table_cpu/chosen.json's
     choices (3 significant digits), every one of them: an entry typed by hand, or a study rerun or
     added without updating the profile, fails here."""
-    from pathlib import Path
-
     from omegaconf import OmegaConf
 
-    root = Path(__file__).resolve().parents[1]
-    profile = OmegaConf.to_container(OmegaConf.load(root / "conf" / "experiment" / "table_cpu.yaml"))["tuned"]
-    chosen = tuned_values(json.loads((root / "results" / "tuning" / "table_cpu" / "chosen.json").read_text()),
+    profile = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "experiment" / "table_cpu.yaml"))["tuned"]
+    chosen = tuned_values(json.loads((ROOT / "results" / "tuning" / "table_cpu" / "chosen.json").read_text()),
                           significant=3)
     assert profile == chosen
