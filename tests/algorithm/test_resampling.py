@@ -37,6 +37,17 @@ def test_global_decay_rule_decays_everyone_and_stays_a_distribution():
     assert new.sum() == pytest.approx(1.0)
 
 
+def test_global_decay_adds_an_example_drawn_twice_in_a_batch_twice():
+    """Sampling draws with replacement; the authors' code (``meta_probs.index_add_``) adds each
+    occurrence, so the reference is their four tensor operations."""
+    h = np.array([0.1, 0.2, 0.3, 0.4])
+    index, values = np.array([2, 0, 2]), np.array([3.0, 0.5, 5.0])
+    reference = torch.tensor(h).mul_(0.9).index_add_(0, torch.tensor(index), 0.1 * torch.tensor(values)).add_(1e-6)
+    reference.div_(reference.sum())
+    new = update_global_decay(h, index, values, gamma=0.9, floor=1e-6)
+    assert new.tolist() == pytest.approx(reference.tolist(), rel=1e-12)
+
+
 def test_the_authors_floor_pulls_a_large_pool_back_to_uniform():
     """N·floor of uniform mass enters a distribution of mass 1 at every step: with the authors' NER
     floor (1e-4) and N = 16,619 (BioNLP) one step takes a point mass most of the way to uniform."""
