@@ -275,6 +275,9 @@ def test_the_exp_activation_gives_batch_size_times_softmax():
     torch.testing.assert_close(w, 6 * torch.softmax(outputs, 0))
     with pytest.raises(ValueError, match="activation='tanh'"):
         WeightNet(8, activation="tanh")
+    with torch.no_grad():  # an output past e^88 would overflow float32 to inf and the weights to inf/inf = NaN
+        net.float().net[2].bias.fill_(1000.0)
+    assert example_weights(net, z.float(), 0.1, 8.0).tolist() == pytest.approx([1.0] * 6)  # capped at e^20: equal
 
 
 def test_scope_names_the_head_and_the_top_layers():
