@@ -118,6 +118,8 @@ def test_neighbourhood_scores_count_votes_of_hard_examples():
     h = np.array([5.0, 0.1, 0.2, 0.3, 4.0])
     hard = hard_examples(h, hard_ratio=0.4)  # ceil(0.4 * 5) = 2 -> examples 0 and 4
     assert sorted(hard.tolist()) == [0, 4]
+    assert hard_examples(h, hard_ratio=0.3).tolist() == [0, 4]  # ceil(1.5) = 2: a partial example counts
+    assert hard_examples(h, hard_ratio=0.01).tolist() == [0]  # never none
     b = neighbourhood_scores(neighbours, hard)
     # votes: 0 <- {0}, 1 <- {0, 4}, 4 <- {4}: counts [1, 2, 0, 0, 1] / 2
     assert b.tolist() == [0.5, 1.0, 0.0, 0.0, 0.5]
