@@ -68,3 +68,34 @@ def test_paired_bootstrap_separates_a_clear_win_from_a_tie():
     assert win["delta"] > 0.3 and win["ci_low"] > 0 and win["p_value"] < 0.01
     tie = paired_bootstrap(a, a, n_resamples=200, seed=0)
     assert tie["delta"] == 0 and tie["p_value"] == 1.0 and len(tie["per_seed_p_value"]) == 2
+
+
+def test_a_resample_without_a_class_averages_over_the_classes_it_has():
+    """As scikit-learn and seqeval do, a class absent from gold and predictions is not averaged."""
+    gold, pred, names = np.array([0, 0, 1]), np.array([0, 1, 1]), ["a", "b"]
+    counts, _ = item_counts(gold, pred, names, "cls")
+    for w in (np.array([1, 2, 0]), np.array([0, 0, 3]), np.array([1, 1, 1])):
+        items = np.repeat(np.arange(3), w)
+        expected = classification_scores(gold[items], pred[items], names)["macro_f1"]
+        assert macro_f1_from_counts(np.einsum("i,ikc->kc", w, counts)) == pytest.approx(expected)
+    assert macro_f1_from_counts(np.einsum("i,ikc->kc", np.array([3, 0, 0]), counts)) == 1.0  # "b" absent
+
+
+def test_paired_bootstrap_interval_and_two_sided_p_against_a_hand_computed_reference():
+    """A small difference, so the p-value lies strictly between 0 and 1: the pooled interval is the
+    2.5/97.5 percentiles, and p twice the smaller tail, of Macro-F1(a) - Macro-F1(b) computed on the
+    same resample of the items for both systems."""
+    rng = np.random.default_rng(4)
+    names = ["a", "b", "c"]
+    gold = rng.integers(0, 3, 200)
+    a = item_counts(gold, np.where(rng.random(200) < 0.62, gold, (gold + 1) % 3), names, "cls")[0]
+    b = item_counts(gold, np.where(rng.random(200) < 0.58, gold, (gold + 2) % 3), names, "cls")[0]
+    weights = resample_weights(200, 500, seed=7)
+    deltas = np.array([macro_f1_from_counts(np.einsum("i,ikc->kc", w, a)) -
+                       macro_f1_from_counts(np.einsum("i,ikc->kc", w, b)) for w in weights])
+    smaller_tail = min((deltas <= 0).mean(), (deltas >= 0).mean())
+    assert 0.01 < smaller_tail < 0.45  # the case this test is about
+    result = paired_bootstrap([a], [b], n_resamples=500, seed=7)
+    assert result["p_value"] == pytest.approx(2 * smaller_tail)
+    assert [result["ci_low"], result["ci_high"]] == pytest.approx(np.percentile(deltas, [2.5, 97.5]).tolist())
+    assert paired_bootstrap([b], [a], n_resamples=500, seed=7)["p_value"] == pytest.approx(result["p_value"])
