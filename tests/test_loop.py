@@ -74,15 +74,20 @@ def test_the_best_epoch_is_the_first_with_the_highest_dev_score():
     assert same == [False, True, False, False]
 
 
+# torch warns when the schedule steps before any optimiser step: here that is the point
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
 def test_a_skipped_step_leaves_the_model_and_optimizer_untouched():
     model = tiny_model().float().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     from hamr.loop import train_step
 
     before = [p.detach().clone() for p in model.parameters()]
-    assert train_step(model, PoisonedMethod({0}), collate(data(4).features), optimizer, None, 1.0) is None
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / 10)
+    assert train_step(model, PoisonedMethod({0}), collate(data(4).features), optimizer, schedule, 1.0) is None
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert all(p.grad is None for p in model.parameters()) and not optimizer.state
+    # the schedule still advances: a run's lr schedule keeps its length whatever was skipped
+    assert schedule.last_epoch == 1 and optimizer.param_groups[0]["lr"] == pytest.approx(0.9e-3)
 
 
 def test_too_many_skipped_steps_abort_with_the_count():
