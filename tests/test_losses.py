@@ -10,6 +10,7 @@ from hamr.losses import (
     FocalLoss,
     InverseClassFrequencyLoss,
     SelfAdjustingDiceLoss,
+    reduce_tokens,
 )
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])  # (B=2, C=3)
@@ -104,3 +105,13 @@ def test_sequence_example_losses_are_each_examples_own_loss(how):
     """(B, C) logits: one loss per example whatever the token reduction, -log p of its class."""
     expected = [-math.log(p) for p in P_GOLD]
     assert CrossEntropyLoss().example_losses(LOGITS, LABELS, how).tolist() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("how", ["mean", "max", "tokens"])
+def test_a_sentence_without_a_labelled_token_gets_zero(how):
+    """A sentence whose every token is -100 (all sub-words, or truncated away) adds nothing:
+    not -inf from the max over no tokens, nor NaN from a mean over none."""
+    losses = torch.tensor([[0.5, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    labels = torch.tensor([[1, 0, -100], [-100, -100, -100]])
+    reduced = reduce_tokens(losses, labels, how)
+    assert reduced[1].item() == 0.0 and torch.isfinite(reduced).all()
