@@ -324,3 +324,20 @@ def test_no_option_trains_on_a_meta_example_or_outside_the_training_split(option
         assert not moved_rare  # classes with fewer than 40 training examples keep them all
     else:
         assert moved_rare  # the balanced meta set tops up the rare classes from train
+
+
+def _norm(module):
+    return torch.linalg.vector_norm(torch.cat([p.detach().flatten() for p in module.parameters()])).item()
+
+
+def test_weight_net_norm_ratio_reports_a_collapse_under_adams_l2_term(model):
+    """Adam's L2 term outpulls a small meta gradient and drives f_θ towards 0 (a flat curve at
+    sigmoid(0) = 0.5, as on TweetNER7): the diagnostic shows it as a norm well below its start."""
+    for decay, collapses in ((10.0, True), (0.0, False)):
+        method = make_method("full", weight_net_weight_decay=decay)
+        initial = _norm(method.weight_net)
+        for seed in range(4):
+            method.batch_loss(model, train_batch([0, 1, 2, 3], seed=seed))
+        ratio = method.end_epoch(0)["weight_net_norm_ratio"]
+        assert ratio == pytest.approx(_norm(method.weight_net) / initial)
+        assert (ratio < 0.5) == collapses, (decay, ratio)

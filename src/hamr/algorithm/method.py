@@ -80,6 +80,10 @@ class HamrMethod:
         self.weight_net = WeightNet(hp.weight_net_hidden, hp.weight_activation, hp.weight_normalisation).to(device)
         self.weight_optimizer = torch.optim.Adam(self.weight_net.parameters(), lr=rates.weight_net_lr,
                                                  weight_decay=hp.weight_net_weight_decay)
+        # f_θ's parameter norm at initialisation: the diagnostics report the norm relative to it, because
+        # a net whose norm falls towards 0 (Adam's L2 term outpulling a small meta gradient) has collapsed
+        # to a flat curve however much it "moved"
+        self.weight_net_initial_norm = _parameter_norm(self.weight_net)
         self.meta_loss = CrossEntropyLoss()
         self.h = initial_hardness(len(pool), hp.ema_rule)
         self.b = np.zeros(len(pool))
@@ -210,6 +214,7 @@ class HamrMethod:
     def state_dict(self) -> dict:
         """Everything that changes during training, for checkpoints (tensors on the CPU)."""
         return {"weight_net": self.weight_net.state_dict(), "weight_optimizer": self.weight_optimizer.state_dict(),
+                "weight_net_initial_norm": self.weight_net_initial_norm,
                 "h": self.h.copy(), "b": self.b.copy(), "steps": self.steps, "skipped_meta_steps": self.skipped_meta_steps,
                 "meta_batches_consumed": self.meta_batches_consumed, "epoch_sampled": self._epoch_sampled.copy(),
                 "pending_hardness": [(p, v.cpu(), s.cpu()) for p, v, s in self._pending_hardness],
@@ -219,6 +224,7 @@ class HamrMethod:
     def load_state_dict(self, state: dict) -> None:
         self.weight_net.load_state_dict(state["weight_net"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.weight_net_initial_norm = state["weight_net_initial_norm"]
         self.h, self.b = state["h"].copy(), state["b"].copy()
         self.steps, self.skipped_meta_steps = state["steps"], state["skipped_meta_steps"]
         self._epoch_sampled = state["epoch_sampled"]
@@ -280,7 +286,8 @@ class HamrMethod:
                "b_mean": float(self.b.mean()), "skipped_meta_steps": self.skipped_meta_steps, "train_pool": len(self.pool)}
         row.update(spread_diagnostics(self.h, self.probabilities(), last_signal))
         row.update({"hardness_decay": self.rates.gamma, "inner_lr": self.rates.inner_lr,
-                    "weight_net_lr": self.rates.weight_net_lr})
+                    "weight_net_lr": self.rates.weight_net_lr,
+                    "weight_net_norm_ratio": _parameter_norm(self.weight_net) / self.weight_net_initial_norm})
         curve = weight_curve(self.weight_net, Z_GRID.to(self.device)).cpu()
         row.update({f"weight_curve/z={z:+.0f}": float(w) for z, w in zip(Z_GRID.tolist(), curve.tolist())})
         classes = np.asarray(self.pool_classes)
@@ -295,6 +302,12 @@ class HamrMethod:
             gaps.append(abs(row[f"sample_share/{c}"] - row[f"data_share/{c}"]))
         row["max_share_gap"] = max(gaps)
         return row
+
+
+def _parameter_norm(module: torch.nn.Module) -> float:
+    """The L2 norm of all of a module's parameters together."""
+    with torch.no_grad():
+        return torch.linalg.vector_norm(torch.cat([p.flatten() for p in module.parameters()])).item()
 
 
 def spread_diagnostics(h: np.ndarray, p: np.ndarray, last_signal: np.ndarray) -> dict:
