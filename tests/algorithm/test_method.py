@@ -341,3 +341,20 @@ def test_weight_net_norm_ratio_reports_a_collapse_under_adams_l2_term(model):
         ratio = method.end_epoch(0)["weight_net_norm_ratio"]
         assert ratio == pytest.approx(_norm(method.weight_net) / initial)
         assert (ratio < 0.5) == collapses, (decay, ratio)
+
+
+def test_a_flat_weight_curve_is_reported_and_warned_about(model, caplog):
+    """The curve's relative spread over z = -3..+3 against an explicit reference; a net whose
+    output no longer depends on z (hidden layer at 0, as after an L2 collapse) is warned about."""
+    from hamr.algorithm.method import Z_GRID
+    from hamr.algorithm.weights import weight_curve
+
+    method = make_method("full")
+    curve = weight_curve(method.weight_net, Z_GRID.double())
+    diagnostics = method.end_epoch(0)
+    assert diagnostics["weight_curve_spread"] == pytest.approx(((curve.max() - curve.min()) / curve.mean()).item())
+    assert diagnostics["weight_curve_spread"] > 0.05 and "curve is flat" not in caplog.text
+    with torch.no_grad():
+        method.weight_net.net[0].weight.zero_()
+    assert method.end_epoch(1)["weight_curve_spread"] == pytest.approx(0.0)
+    assert "the weight network's curve is flat" in caplog.text

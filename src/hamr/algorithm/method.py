@@ -33,6 +33,9 @@ from hamr.losses import CrossEntropyLoss, ElementwiseLoss, reduce_tokens
 
 log = logging.getLogger(__name__)
 Z_GRID = torch.linspace(-3, 3, 7)  # where the learned loss -> weight curve is logged
+# Below this relative spread of the curve over Z_GRID ((max - min) / mean) the normalised weights of
+# any batch differ by less than 5%: the meta-weighting acts as uniform weights, and the run says so
+FLAT_CURVE_SPREAD = 0.05
 
 
 def endless(loader: DataLoader) -> Iterator[dict]:
@@ -290,6 +293,12 @@ class HamrMethod:
                     "weight_net_norm_ratio": _parameter_norm(self.weight_net) / self.weight_net_initial_norm})
         curve = weight_curve(self.weight_net, Z_GRID.to(self.device)).cpu()
         row.update({f"weight_curve/z={z:+.0f}": float(w) for z, w in zip(Z_GRID.tolist(), curve.tolist())})
+        row["weight_curve_spread"] = ((curve.max() - curve.min()) / curve.mean()).item()
+        if row["weight_curve_spread"] < FLAT_CURVE_SPREAD:
+            log.warning("the weight network's curve is flat (it varies by %.1f%% over z = -3..+3): the post-meta "
+                        "weights act as uniform weights; f_θ's norm is %.2fx its initial norm (about 0: Adam's L2 "
+                        "term outpulled the meta gradient, hamr.weight_net_weight_decay)",
+                        100 * row["weight_curve_spread"], row["weight_net_norm_ratio"])
         classes = np.asarray(self.pool_classes)
         members = defaultdict(int, Counter(self.pool_classes))
         sampled = Counter(classes[self._epoch_sampled].tolist())
