@@ -140,3 +140,21 @@ def test_each_ablation_is_bootstrapped_against_full_hamr_on_the_seeds_both_have(
     tests = [t for t in json.loads((tmp_path / "t" / "significance.json").read_text()) if t["vs"] == "HAMR (full)"]
     assert [(t["configuration"], t["dataset"], t["seeds"]) for t in tests] == [("HAMR w/o resampling", "BioNLP", [1, 2])]
     assert tests[0]["delta"] == pytest.approx(-2 / 3)
+
+
+def test_seeds_table_lists_every_runs_test_and_dev_score(tables):
+    seeds = pd.read_csv(tables / "seeds.csv", dtype=str, keep_default_na=False).set_index("configuration")
+    assert list(seeds.columns) == ["dataset", "seed 1", "seed 2", "seed 3"]
+    assert seeds.loc["CE", ["seed 1", "seed 2", "seed 3"]].tolist() == ["40.0 (50.0)", "50.0 (50.0)", "60.0 (50.0)"]
+    assert seeds.loc["HAMR", "seed 2"] == "70.0 (70.0)"
+    assert "ICF" not in seeds.index  # its only seed failed and nothing else of it finished
+
+
+def test_seeds_table_names_a_failed_seed_beside_finished_ones(tmp_path, build_tables):
+    fake_run(tmp_path, "ce", 1, dev=0.5, test=0.25, pred=GOLD)
+    (tmp_path / "runs" / "sst5" / "ce" / "seed=2").mkdir(parents=True)
+    (tmp_path / "runs" / "sst5" / "ce" / "seed=2" / "error.json").write_text(json.dumps({"error": "x"}))
+    from hamr.results import load_runs
+
+    row = build_tables.seeds_table(*load_runs(tmp_path)).iloc[0].to_dict()
+    assert row == {"dataset": "SST-5", "configuration": "CE", "seed 1": "25.0 (50.0)", "seed 2": "failed"}

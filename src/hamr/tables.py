@@ -10,6 +10,8 @@ under the results folder and writes to --out:
                          (95% interval, two-sided p)
   ablation.{md,csv,tex}  each HAMR and its three ablations on BioNLP and Irma17, with the paper's numbers
   minority.{md,csv}      test F1 of each dataset's three rarest training classes: CE, best baseline, HAMRs
+  seeds.{md,csv}         every run's test (and dev) Macro-F1 per seed: the spread behind each mean ± std, and
+                         any seed that did not learn
   modules.{md,csv}       per dataset and full HAMR: the last epoch's weight spread, weight curve, hardness and
                          sampling spread, class share gap and Spearman(h, loss), mean over seeds
 and to --figures (default: <out>/../figures): per-class F1, the learned loss -> weight curve over
@@ -191,6 +193,27 @@ def minority_table(runs) -> pd.DataFrame:
                 row[label] = (f"{100 * np.mean([r['test']['per_class_f1'].get(c, 0.0) for r in m.metrics]):.1f}"
                               if len(m) else "missing")
             row["best baseline is"] = NAMES.get(baseline, "missing")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def seeds_table(runs, failed) -> pd.DataFrame:
+    """Per dataset and configuration: each seed's test Macro-F1 (x100) with its dev Macro-F1 in
+    brackets, "failed" or "missing" where a seed has no score."""
+    seeds = sorted(set(runs.seed) | set(failed.seed)) if len(runs) else []
+    rows = []
+    for dataset in paper.DATASETS:
+        for method in [*MAIN_METHODS, *(a for a in ABLATIONS if a not in MAIN_METHODS)]:
+            sel = runs[(runs.dataset == dataset) & (runs.method == method)].set_index("seed")
+            if len(sel) == 0:
+                continue
+            lost = set(failed[(failed.dataset == dataset) & (failed.method == method)].seed) if len(failed) else set()
+            row = {"dataset": paper.DISPLAY[dataset], "configuration": NAMES[method]}
+            for seed in seeds:
+                if seed in sel.index:
+                    row[f"seed {seed}"] = f"{100 * sel.test[seed]:.1f} ({100 * sel.dev[seed]:.1f})"
+                else:
+                    row[f"seed {seed}"] = "failed" if seed in lost else "missing"
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -427,6 +450,11 @@ def main(argv=None) -> int:
     if len(minority_df):
         text += "\n" + write_table(minority_df, args.out / "minority", "Rarest classes", "Test F1 (x100, mean over "
                                    "seeds) of each dataset's three rarest training classes.")
+    seeds_df = seeds_table(runs, failed)
+    if len(seeds_df):
+        text += "\n" + write_table(seeds_df, args.out / "seeds", "Every seed", "Test Macro-F1 (x100) of each run, "
+                                   "with the dev Macro-F1 of its selected epoch in brackets: the spread behind each "
+                                   "mean ± std; a seed far below the others is a run that did not learn.")
     modules_df = modules_table(runs)
     if len(modules_df):
         text += "\n" + write_table(modules_df, args.out / "modules", "Did HAMR's modules move?", "Last epoch, mean over "
