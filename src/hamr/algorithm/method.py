@@ -296,8 +296,9 @@ class HamrMethod:
         row["weight_curve_spread"] = ((curve.max() - curve.min()) / curve.mean()).item()
         if row["weight_curve_spread"] < FLAT_CURVE_SPREAD:
             log.warning("the weight network's curve is flat (it varies by %.1f%% over z = -3..+3): the post-meta "
-                        "weights act as uniform weights; f_θ's norm is %.2fx its initial norm (about 0: Adam's L2 "
-                        "term outpulled the meta gradient, hamr.weight_net_weight_decay)",
+                        "weights act as uniform weights; f_θ's norm is %.2fx its initial norm (near 0: Adam's L2 "
+                        "term, hamr.weight_net_weight_decay, outpulled the meta gradient; else the meta "
+                        "gradient prefers no loss level)",
                         100 * row["weight_curve_spread"], row["weight_net_norm_ratio"])
         classes = np.asarray(self.pool_classes)
         members = defaultdict(int, Counter(self.pool_classes))
