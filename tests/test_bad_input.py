@@ -134,3 +134,15 @@ def test_k_not_below_the_training_set_size_is_a_config_error(tmp_path, data_dir)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: config: hamr.k=50 is invalid; allowed: < the")
     assert not list(tmp_path.glob("**/metrics.json"))
+
+
+def test_cuda_graphs_on_a_cpu_are_a_config_error_before_the_model_loads(tmp_path, data_dir):
+    from tests.test_train import train_cli
+
+    proc = train_cli("debug=smoke", "model=tiny_random", "trainer.device=cpu", "trainer.cuda_graphs=true",
+                     f"paths.results_dir={tmp_path}", data_dir=data_dir)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: config: trainer.cuda_graphs=true is invalid on device cpu; allowed: a CUDA device "
+        "(set trainer.cuda_graphs=false, or trainer.device=cuda on a GPU machine)")
+    assert not list(tmp_path.glob("**/metrics.json"))

@@ -95,10 +95,19 @@ def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):
     ("hamr.hard_ratio=0", "hamr.hard_ratio=0.0 is invalid; allowed: (0, 1]"),
     ("hamr.weight_clip_low=9", "hamr.weight_clip_low/high"),
     ("dataset.max_train_examples=0", "dataset.max_train_examples=0 is invalid"),
+    ("trainer.graph_lengths=[64,32]", "trainer.graph_lengths=[64, 32] is invalid; allowed: null or increasing lengths "
+                                      "in [8, trainer.max_length=128]"),
+    ("trainer.graph_lengths=[32,256]", "trainer.graph_lengths=[32, 256] is invalid"),
 ])
 def test_out_of_range_values_fail_at_start_up(compose_cfg, override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(compose_cfg([override]))
+
+
+def test_cuda_graphs_need_a_meta_step_every_step(compose_cfg):
+    with pytest.raises(ConfigError, match=re.escape("hamr.meta.every=4 is invalid; allowed: 1 with trainer.cuda_graphs")):
+        validate(compose_cfg(["method=hamr", "trainer.cuda_graphs=true", "hamr.meta.every=4"]))
+    assert validate(compose_cfg(["method=baseline", "trainer.cuda_graphs=true", "hamr.meta.every=4"])).trainer.cuda_graphs
 
 
 def test_the_authors_preset_checks_its_per_step_values(compose_cfg):

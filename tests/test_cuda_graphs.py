@@ -1,15 +1,21 @@
-"""The graph-capturable step functions against the loop's own step (on the CPU; their capture and
-replay is in tests/test_gpu.py), and the padding to a fixed shape."""
+"""The graph-capturable step functions and GraphedTraining (trainer.cuda_graphs) against the loop's
+own step, run eagerly on the CPU (their capture and replay is in tests/test_gpu.py), and the padding
+to a fixed shape."""
 
 from __future__ import annotations
 
 import copy
+import signal
 
+import numpy as np
 import pytest
 import torch
+from transformers import get_scheduler
 
-from hamr.cuda_graphs import ce_step, hamr_step, pad_batch
-from hamr.loop import BaselineMethod, train_step
+from hamr.checkpoint import Checkpointer, Stopped
+from hamr.cuda_graphs import GraphedTraining, ce_step, graph_ready_optimizer, hamr_step, pad_batch
+from hamr.data.encode import EncodedSplit
+from hamr.loop import BaselineMethod, fit, train_step
 from hamr.losses import CrossEntropyLoss
 from tests.algorithm.test_meta_step import batch, tiny_model
 from tests.algorithm.test_method import make_method, train_batch
@@ -51,8 +57,9 @@ def test_the_hamr_step_function_moves_model_and_weight_net_as_the_loops_step():
                      example_loss=method.example_loss, meta_loss=CrossEntropyLoss(),
                      inner_lr=method.rates.inner_lr, clip=(method.hp.weight_clip_low, method.hp.weight_clip_high))
     meta_x, meta_y = batch(4, seed=100)  # the first meta batch make_method's stream yields
-    loss, signal, w_post = step(pad_batch(b, 9), pad_batch({**meta_x, "labels": meta_y}, 7))
-    assert signal.shape == w_post.shape == (5,)
+    loss, flags, signal, w_post, meta_loss = step(pad_batch(b, 9), pad_batch({**meta_x, "labels": meta_y}, 7))
+    assert signal.shape == w_post.shape == (5,) and flags.tolist() == [True, True]
+    torch.testing.assert_close(meta_loss, method._epoch_meta_losses[0])
     torch.testing.assert_close(w_post, method._epoch_weights[0])
     assert_same_parameters(model, twin)
     assert_same_parameters(method.weight_net, twin_net)
@@ -64,6 +71,112 @@ def test_the_ce_step_function_moves_the_model_as_the_loops_step():
     b = train_batch([0, 1, 2, 3])
     train_step(model, BaselineMethod(CrossEntropyLoss(), "ce", CPU), b, torch.optim.AdamW(model.parameters(), lr=1e-2),
                None, grad_clip=1.0)
-    (loss,) = ce_step(twin, CrossEntropyLoss(), torch.optim.AdamW(twin.parameters(), lr=1e-2))(pad_batch(b, 10))
-    assert loss.shape == ()
+    loss, flags = ce_step(twin, CrossEntropyLoss(), torch.optim.AdamW(twin.parameters(), lr=1e-2))(pad_batch(b, 10))
+    assert loss.shape == () and flags.tolist() == [True]
     assert_same_parameters(model, twin)
+
+
+# --- trainer.cuda_graphs: GraphedTraining in the loop -------------------------------------------
+
+def encoded_data(n: int = 12, length: int = 6) -> EncodedSplit:
+    g = torch.Generator().manual_seed(1)
+    features = [{"input_ids": torch.randint(1, 50, (length,), generator=g), "attention_mask": torch.ones(length, dtype=torch.long),
+                 "labels": int(torch.randint(0, 3, (1,), generator=g)), "index": i} for i in range(n)]
+    return EncodedSplit(features, 0)
+
+
+def collate(features):
+    return {k: torch.stack([f[k] for f in features]) if k in ("input_ids", "attention_mask")
+            else torch.tensor([f[k] for f in features]) for k in features[0]}
+
+
+def fit_with(step: str, method, device=CPU, epochs: int = 2, dtype=torch.float64, checkpointer=None, stop_after=None):
+    """``fit`` over 12 examples in batches of 4 with a graph-ready AdamW and a linear schedule, each
+    step by the loop's ``train_step`` (``step="loop"``) or by GraphedTraining, eager or captured;
+    with ``stop_after`` steps, as if SIGTERM came then (the checkpointer saves, Stopped is raised)."""
+    model = tiny_model().to(device, dtype).train()
+    optimizer = graph_ready_optimizer(torch.optim.AdamW, model.parameters(), lr=1e-2, device=device, weight_decay=0.01)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0, num_training_steps=4 * epochs)
+    step_fn = train_step if step == "loop" else GraphedTraining(
+        model, method, optimizer, grad_clip=1.0, batch_size=4, lengths=[8, 16], pad_token_id=0, device=device,
+        capture=step == "captured")
+    if stop_after is not None:
+        inner, calls = step_fn, []
+
+        def step_fn(*args):
+            calls.append(1)
+            if len(calls) == stop_after:
+                checkpointer.stop_signal = signal.SIGTERM
+            return inner(*args)
+    result = fit(model, method, encoded_data(), collate, optimizer, scheduler, epochs=epochs, batch_size=4, grad_clip=1.0,
+                 seed=0, evaluate_dev=lambda: {"macro_f1": 0.0, "micro_f1": 0.0}, log_metrics=lambda *a: None,
+                 progress_bar=False, max_skip_share=0.5, min_steps_before_abort=10, step_fn=step_fn,
+                 checkpointer=checkpointer)
+    return result, model, optimizer, step_fn
+
+
+@pytest.mark.parametrize("ablation", ["full", "no_meta_weight"])
+def test_graphed_training_run_eagerly_trains_hamr_as_the_loop(ablation):
+    """Two epochs of HAMR (15 draws per epoch: three batches of 4, one of 3, padded to 8 tokens)
+    through GraphedTraining's step function give the loop's model, f_θ, hardness and records."""
+    loop_method, graphed_method = make_method(ablation), make_method(ablation)
+    loop, loop_model, _, _ = fit_with("loop", loop_method)
+    graphed, graphed_model, _, step_fn = fit_with("eager", graphed_method)
+    assert step_fn.steps_by_kind == {"eager": 8}
+    assert graphed.steps == loop.steps == 8 and graphed.skipped_steps == 0
+    for a, b in zip(loop_model.parameters(), graphed_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+    for a, b in zip(loop_method.weight_net.parameters(), graphed_method.weight_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+    assert not np.all(graphed_method.h == 1.0)
+    np.testing.assert_allclose(graphed_method.h, loop_method.h, rtol=1e-7)
+    np.testing.assert_allclose(graphed_method.b, loop_method.b)
+    assert graphed_method.meta_batches_consumed == loop_method.meta_batches_consumed == 8
+    for row, twin in zip(loop.history, graphed.history):
+        assert row["weight_p90"] == pytest.approx(twin["weight_p90"], rel=1e-7)
+        assert row["meta_loss"] == pytest.approx(twin["meta_loss"], rel=1e-7)
+
+
+class PoisonedLoss(CrossEntropyLoss):
+    """Cross-entropy, except that the listed calls (0-based) give NaN."""
+
+    def __init__(self, poisoned: set[int]):
+        super().__init__()
+        self.poisoned, self.calls = poisoned, 0
+
+    def forward(self, logits, labels):
+        loss = super().forward(logits, labels)
+        self.calls += 1
+        return loss * float("nan") if self.calls - 1 in self.poisoned else loss
+
+
+def test_a_non_finite_graphed_step_is_skipped_on_the_device_as_the_loop_skips_it():
+    loop, loop_model, loop_optimizer, _ = fit_with("loop", BaselineMethod(PoisonedLoss({2}), "ce", CPU))
+    graphed, graphed_model, graphed_optimizer, _ = fit_with("eager", BaselineMethod(PoisonedLoss({2}), "ce", CPU))
+    assert loop.skipped_steps == graphed.skipped_steps == 1 and graphed.steps == 6
+    for a, b in zip(loop_model.parameters(), graphed_model.parameters()):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+    first = next(iter(graphed_optimizer.state.values()))
+    assert first["step"].item() == 5  # the skipped step left Adam's step count (and moments) alone
+    torch.testing.assert_close(first["exp_avg"], next(iter(loop_optimizer.state.values()))["exp_avg"])
+
+
+def test_graphed_training_resumes_mid_epoch_as_an_uninterrupted_run(tmp_path):
+    """Stopped after 5 steps (mid-epoch 2) and resumed from the checkpoint by a new process's worth
+    of objects: the fused optimisers' state, the tensor learning rate, f_θ's optimiser and h carry over."""
+    whole_method = make_method("full")
+    _, whole_model, _, _ = fit_with("eager", whole_method)
+    checkpointer = Checkpointer(tmp_path, tmp_path / "run", {"test": 1})
+    with pytest.raises(Stopped):
+        fit_with("eager", make_method("full"), checkpointer=checkpointer, stop_after=5)
+    resumed_method = make_method("full")
+    resumed_method.restart_meta_batches = lambda: make_method("full").meta_batches  # the same stream from its start
+    resumed, resumed_model, optimizer, _ = fit_with("eager", resumed_method, checkpointer=Checkpointer(
+        tmp_path, tmp_path / "run", {"test": 1}))
+    assert resumed.steps == 8 and torch.is_tensor(optimizer.param_groups[0]["lr"])
+    for a, b in zip(whole_model.parameters(), resumed_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+    for a, b in zip(whole_method.weight_net.parameters(), resumed_method.weight_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(resumed_method.h, whole_method.h, rtol=1e-7)

@@ -112,3 +112,59 @@ def test_a_captured_hamr_step_replays_as_the_eager_step(capture):
     assert not torch.equal(after_replay[0], start[0])  # the replays did train
     for a, b in zip(after_replay, model.parameters()):
         torch.testing.assert_close(a, b.detach(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method_name", ["hamr", "ce"])
+def test_graphed_training_replays_as_its_eager_steps(method_name):
+    """trainer.cuda_graphs in the loop: two epochs (two warm-up steps, then the graph of the full
+    batches replayed; each epoch's last, smaller batch eager) move the model (and HAMR's f_θ and h)
+    as the same steps run eagerly on the GPU (tests/test_cuda_graphs.py: eagerly = the loop's step)."""
+    from hamr.loop import BaselineMethod
+    from hamr.losses import CrossEntropyLoss
+    from tests.algorithm.test_method import make_method
+    from tests.test_cuda_graphs import fit_with
+
+    def build():
+        if method_name == "ce":
+            return BaselineMethod(CrossEntropyLoss(), "ce", CUDA)
+        method = make_method("full")
+        method.device, method.weight_net = CUDA, method.weight_net.float().to(CUDA)
+        return method
+
+    eager_method, graphed_method = build(), build()
+    _, eager_model, _, _ = fit_with("eager", eager_method, device=CUDA, dtype=torch.float32)
+    result, graphed_model, _, step_fn = fit_with("captured", graphed_method, device=CUDA, dtype=torch.float32)
+    steps = 8 if method_name == "hamr" else 6  # HAMR draws 15 examples an epoch, CE 12
+    assert result.steps == steps and result.skipped_steps == 0
+    assert step_fn.steps_by_kind["replayed"] == 4  # of 6 full batches: 2 warm-up steps, then the graph
+    for a, b in zip(eager_model.parameters(), graphed_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    if method_name == "hamr":
+        for a, b in zip(eager_method.weight_net.parameters(), graphed_method.weight_net.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(graphed_method.h, eager_method.h, rtol=1e-4)
+
+
+def test_graphed_training_resumes_from_a_checkpoint_on_the_gpu(tmp_path):
+    """A checkpoint (loaded to the CPU) restores the fused optimisers' state and learning rate, which
+    GraphedTraining moves back to the device before its first capture; the run then ends as an
+    uninterrupted one does (the CPU twin of this test: tests/test_cuda_graphs.py)."""
+    from hamr.checkpoint import Checkpointer, Stopped
+    from tests.algorithm.test_method import make_method
+    from tests.test_cuda_graphs import fit_with
+
+    def build():
+        method = make_method("full")
+        method.device, method.weight_net = CUDA, method.weight_net.float().to(CUDA)
+        method.restart_meta_batches = lambda: make_method("full").meta_batches
+        return method
+
+    _, whole_model, _, _ = fit_with("captured", build(), device=CUDA, dtype=torch.float32)
+    with pytest.raises(Stopped):
+        fit_with("captured", build(), device=CUDA, dtype=torch.float32,
+                 checkpointer=Checkpointer(tmp_path, tmp_path / "run", {"test": 1}), stop_after=5)
+    resumed, model, optimizer, step_fn = fit_with("captured", build(), device=CUDA, dtype=torch.float32,
+                                                  checkpointer=Checkpointer(tmp_path, tmp_path / "run", {"test": 1}))
+    assert resumed.steps == 8 and optimizer.param_groups[0]["lr"].device.type == "cuda"
+    for a, b in zip(whole_model.parameters(), model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

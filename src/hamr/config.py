@@ -103,6 +103,10 @@ class TrainerConfig:
     num_threads: int | None = None  # torch CPU threads; null keeps torch's default
     progress_bar: bool = True
     max_skip_share: float = 0.05  # abort when more than this share of steps had a non-finite loss/gradient
+    # replay each training step as a CUDA graph (CUDA only; fused AdamW, padded batches): removes the host
+    # cost per operator call that bounds HAMR's step on a GPU (hamr.cuda_graphs, results/bench/gpu/)
+    cuda_graphs: bool = False
+    graph_lengths: list[int] | None = None  # with cuda_graphs: pad batches to the first that fits, one graph each; null: [max_length]
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "trainer.epochs", ">= 1", self.epochs)
@@ -117,6 +121,11 @@ class TrainerConfig:
         _check_choice("trainer.precision", self.precision, ("fp32", "bf16"))
         _check_choice("trainer.select", self.select, ("best", "last"))
         _check_choice("trainer.seqeval_mode", self.seqeval_mode, ("default", "strict"))
+        lengths = self.graph_lengths
+        _check(lengths is None or (len(lengths) > 0 and list(lengths) == sorted(set(lengths))
+                                   and 8 <= lengths[0] and lengths[-1] <= self.max_length),
+               "trainer.graph_lengths", f"null or increasing lengths in [8, trainer.max_length={self.max_length}]",
+               lengths)
 
 
 @dataclass
@@ -291,6 +300,11 @@ class TrainConfig:
     # A profile's dev-chosen values (experiment/table_cpu.yaml): tuned.<option>.<method> = [classification
     # value, NER value], <method> the loss (baselines) or the HAMR preset's name; read by ${tuned:<option>,<default>}.
     tuned: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.trainer.cuda_graphs and not is_baseline_method({"_target_": self.method._target_}):
+            _check(self.hamr.meta.every == 1, "hamr.meta.every", "1 with trainer.cuda_graphs=true "
+                   "(a graph replays a step with a meta step)", self.hamr.meta.every)
 
 
 def per_task(task: str, cls_value: Any, ner_value: Any) -> Any:

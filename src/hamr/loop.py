@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hamr.checkpoint import Checkpointer, Stopped, rng_states, set_rng_states
+from hamr.cuda_graphs import ce_step
 from hamr.data.encode import EncodedSplit, model_inputs
 from hamr.evaluation import autocast
 from hamr.losses import ElementwiseLoss
@@ -46,6 +47,19 @@ class TrainingMethod(Protocol):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s output."""
+
+    # trainer.cuda_graphs (hamr.cuda_graphs.GraphedTraining) uses these instead of batch_loss:
+    capturable_batch_sizes: tuple[int, ...]  # sizes of the extra batches a step draws (HAMR: the meta batch)
+
+    def capturable_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, grad_clip: float):
+        """The whole training step as a function of (batch, *extra batches) with no host reads
+        (hamr.cuda_graphs): returns (loss, flags (k,) bool with flags[0] the step's finiteness, ...)."""
+
+    def capturable_inputs(self) -> list[dict]:
+        """The extra batches (collated, on the host) the next step uses."""
+
+    def record_captured(self, batch: dict, outputs: tuple, flags: list[bool]) -> None:
+        """What batch_loss records, from a capturable step's outputs (static tensors: clone what is kept)."""
 
 
 @dataclass
@@ -90,6 +104,17 @@ class BaselineMethod:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
+        pass
+
+    capturable_batch_sizes: tuple[int, ...] = ()
+
+    def capturable_step(self, model, optimizer, *, grad_clip):
+        return ce_step(model, self.loss, optimizer, grad_clip=grad_clip, precision=self.precision)
+
+    def capturable_inputs(self) -> list[dict]:
+        return []
+
+    def record_captured(self, batch, outputs, flags) -> None:
         pass
 
 
@@ -147,7 +172,7 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
         grad_clip: float, seed: int, evaluate_dev: Callable[[], dict],
         log_metrics: Callable[[dict, int], None], progress_bar: bool = True,
         max_skip_share: float = 0.05, min_steps_before_abort: int = 20,
-        checkpointer: Checkpointer | None = None) -> FitResult:
+        checkpointer: Checkpointer | None = None, step_fn: Callable = train_step) -> FitResult:
     """Train for ``epochs``; after each, score dev with ``evaluate_dev`` (returns scores with
     ``macro_f1``) and keep a copy of the best-dev model state. Steps with a non-finite loss or
     gradient are skipped and counted; when more than ``max_skip_share`` of the steps so far (at
@@ -155,7 +180,10 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
 
     With a ``checkpointer`` the state is saved at every epoch end and, after SIGTERM/SIGINT, at the
     next step boundary (then :class:`hamr.checkpoint.Stopped` is raised); a saved state of the same
-    configuration is resumed, giving the same result as an uninterrupted run."""
+    configuration is resumed, giving the same result as an uninterrupted run.
+
+    ``step_fn``: one training step with :func:`train_step`'s signature and result; with
+    ``trainer.cuda_graphs``, a :class:`hamr.cuda_graphs.GraphedTraining`."""
     result = FitResult()
     generator = torch.Generator().manual_seed(seed)
     start_epoch, start_batch, resumed_order, resumed = 0, 0, None, None
@@ -190,7 +218,7 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress_bar,
                        dynamic_ncols=True, leave=False, initial=first_batch, total=first_batch + len(loader))
             for batch_in_epoch, batch in enumerate(bar, start=first_batch + 1):
-                detached = train_step(model, method, batch, optimizer, scheduler, grad_clip)
+                detached = step_fn(model, method, batch, optimizer, scheduler, grad_clip)
                 step += 1
                 result.steps = step
                 if detached is None:

@@ -25,12 +25,13 @@ from transformers import get_scheduler, set_seed
 
 from hamr.checkpoint import Checkpointer, Stopped
 from hamr.config import ConfigError, is_baseline_method, register_configs, validate
+from hamr.cuda_graphs import GraphedTraining, graph_ready_optimizer
 from hamr.data.encode import IGNORE_INDEX, collator_for, encode_split_cached
 from hamr.data.prepare import load_dataset_splits
 from hamr.data.records import DataError
 from hamr.evaluation import compact_predictions, predict, score
 from hamr.lock import RunLock
-from hamr.loop import NumericalError, RunContext, fit
+from hamr.loop import NumericalError, RunContext, fit, train_step
 from hamr.models import build_model, load_tokenizer
 from hamr.results import atomic_write_json, git_commit, write_run
 from hamr.tracking import make_tracker
@@ -55,7 +56,8 @@ VOLATILE_DATASET_KEYS = ("dir", "hub")
 
 # Options added after runs were recorded, with the value that reproduces the code before them: a
 # recorded config without the key is read as having that value.
-LATER_KEYS = {("hamr", "weight_normalisation"): "detached_mean"}
+LATER_KEYS = {("hamr", "weight_normalisation"): "detached_mean", ("trainer", "cuda_graphs"): False,
+              ("trainer", "graph_lengths"): None}
 
 
 # Sections a baseline run never reads: a change of HAMR's defaults does not make it another configuration.
@@ -121,6 +123,9 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
     if tr.num_threads:
         torch.set_num_threads(tr.num_threads)
     device = pick_device(tr.device)
+    if tr.cuda_graphs and device.type != "cuda":
+        raise ConfigError(f"config: trainer.cuda_graphs=true is invalid on device {device}; allowed: a CUDA device "
+                          "(set trainer.cuda_graphs=false, or trainer.device=cuda on a GPU machine)")
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -141,7 +146,14 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
     loss.to(device)
     context = RunContext(settings, task_data, encoded, collate, model, loss, device, Path(settings.paths.cache_dir))
     method = instantiate(cfg.method)(context)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
+    if tr.cuda_graphs:
+        optimizer = graph_ready_optimizer(torch.optim.AdamW, model.parameters(), lr=tr.lr, device=device,
+                                          weight_decay=tr.weight_decay)
+        step_fn = GraphedTraining(model, method, optimizer, grad_clip=tr.grad_clip, batch_size=tr.batch_size,
+                                  lengths=tr.graph_lengths or [tr.max_length], pad_token_id=tokenizer.pad_token_id or 0,
+                                  device=device)
+    else:
+        optimizer, step_fn = torch.optim.AdamW(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay), train_step
     total_steps = tr.epochs * -(-method.epoch_size(len(encoded["train"])) // tr.batch_size)
     scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
@@ -162,7 +174,7 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
                  batch_size=tr.batch_size, grad_clip=tr.grad_clip, seed=tr.seed,
                  evaluate_dev=lambda: evaluate("dev")[0], progress_bar=tr.progress_bar,
                  log_metrics=lambda row, step: (lock.heartbeat(), tracker.log(row, step)),
-                 max_skip_share=tr.max_skip_share, checkpointer=checkpointer)
+                 max_skip_share=tr.max_skip_share, checkpointer=checkpointer, step_fn=step_fn)
     if tr.select == "best":
         model.load_state_dict(result.best_state)
     dev_scores = result.best_dev_scores if tr.select == "best" else result.last_dev_scores
@@ -178,6 +190,8 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
         "dev": dev_scores, "test": test_scores, "history": result.history,
         "train_seconds": result.train_seconds, "steps": result.steps, "skipped_steps": result.skipped_steps,
         "skipped_meta_steps": getattr(method, "skipped_meta_steps", 0),
+        # trainer.cuda_graphs: how many steps replayed a graph and how many ran eagerly (warm-up, odd shapes)
+        "cuda_graph_steps": dict(step_fn.steps_by_kind) if tr.cuda_graphs else None,
         "train_examples_per_second": result.train_examples / max(result.train_seconds, 1e-9),
         "wall_seconds": time.time() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

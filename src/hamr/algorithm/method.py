@@ -26,6 +26,7 @@ from hamr.algorithm.rates import StepRates, step_rates
 from hamr.algorithm.sampling import draw, sampling_probabilities
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights, weight_curve
 from hamr.config import ConfigError
+from hamr.cuda_graphs import graph_ready_optimizer, hamr_step
 from hamr.data.encode import model_inputs
 from hamr.data.subset import stratum_of
 from hamr.evaluation import autocast
@@ -175,12 +176,18 @@ class HamrMethod:
             reduce_tokens(elements, labels, self.hp.ner_example_loss)
         return signal, optimised
 
+    def _next_meta_batch(self) -> dict:
+        self.meta_batches_consumed += 1
+        return next(self.meta_batches)
+
+    def _clip(self) -> tuple[float, float]:
+        return self.hp.weight_clip_low, self.hp.weight_clip_high
+
     def batch_loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
         labels = batch["labels"].to(self.device)
-        clip = (self.hp.weight_clip_low, self.hp.weight_clip_high)
+        clip = self._clip()
         if self.steps % self.hp.meta.every == 0:
-            meta_batch = next(self.meta_batches)
-            self.meta_batches_consumed += 1
+            meta_batch = self._next_meta_batch()
             with autocast(self.device, self.precision):
                 result = self.meta_step_fn(model, self.weight_net, model_inputs(batch, self.device), labels,
                                    model_inputs(meta_batch, self.device), meta_batch["labels"].to(self.device),
@@ -193,26 +200,60 @@ class HamrMethod:
                     parameter.grad = grad
                 self.weight_optimizer.step()
                 self.weight_optimizer.zero_grad(set_to_none=True)
-                self._epoch_meta_losses.append(result.meta_loss)
-            else:
-                self.skipped_meta_steps += 1
-                log.warning("non-finite meta loss %s or weight-network gradient: meta update skipped",
-                            result.meta_loss.item())
+            self._record_meta_step(result.meta_loss, finite)
             example_losses, z, signal = result.example_losses, result.z, result.signal
         else:  # between meta steps (hamr.meta.every > 1): one forward, weights from the current f_θ
             with autocast(self.device, self.precision):
                 signal, example_losses = self.example_loss(model(**model_inputs(batch, self.device)).logits, labels)
             signal = signal.detach()
             z = batch_zscore(signal)
-        self.steps += 1
         with torch.no_grad():
             w_post = example_weights(self.weight_net, z, *clip)
-        ema_input = w_post if self.hp.hardness_signal == "weight" else relative_loss(signal)
-        self._pending_hardness.append((self.position[batch["index"].numpy()], ema_input, signal))
-        self._epoch_weights.append(w_post)
+        self._record_step(batch, signal, w_post)
         if self.ablation.weighted_update:
             return (w_post * example_losses).mean()
         return example_losses.mean()
+
+    def _record_meta_step(self, meta_loss: torch.Tensor, finite: bool) -> None:
+        if finite:
+            self._epoch_meta_losses.append(meta_loss)
+        else:
+            self.skipped_meta_steps += 1
+            log.warning("non-finite meta loss %s or weight-network gradient: meta update skipped", meta_loss.item())
+
+    def _record_step(self, batch: dict, signal: torch.Tensor, w_post: torch.Tensor) -> None:
+        """Keep the step's hardness input and weights (on the device) for the epoch's end."""
+        self.steps += 1
+        ema_input = w_post if self.hp.hardness_signal == "weight" else relative_loss(signal)
+        self._pending_hardness.append((self.position[batch["index"].numpy()], ema_input, signal))
+        self._epoch_weights.append(w_post)
+
+    # --- trainer.cuda_graphs (hamr.cuda_graphs.GraphedTraining) -------------------------------
+    @property
+    def capturable_batch_sizes(self) -> tuple[int, ...]:
+        return (self.hp.meta_batch_size,)
+
+    def capturable_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, grad_clip: float):
+        """:func:`hamr.cuda_graphs.hamr_step` over this method's f_θ, whose optimiser is rebuilt
+        graph-ready (fused, capturable; before any state is loaded into it)."""
+        if self.hp.meta.every != 1 or self.meta_step_fn is not meta_step:
+            raise ConfigError(f"config: trainer.cuda_graphs=true is invalid with hamr.meta.every={self.hp.meta.every}; "
+                              "allowed: hamr.meta.every=1 (a graph replays a step with a meta step)")
+        self.weight_optimizer = graph_ready_optimizer(torch.optim.Adam, self.weight_net.parameters(),
+                                                      lr=self.rates.weight_net_lr, device=self.device,
+                                                      weight_decay=self.hp.weight_net_weight_decay)
+        return hamr_step(model, self.weight_net, self.weight_optimizer, optimizer, example_loss=self.example_loss,
+                         meta_loss=self.meta_loss, inner_lr=self.rates.inner_lr, clip=self._clip(),
+                         grad_clip=grad_clip, precision=self.precision, scope=self.scope,
+                         weighted_update=self.ablation.weighted_update)
+
+    def capturable_inputs(self) -> list[dict]:
+        return [self._next_meta_batch()]
+
+    def record_captured(self, batch: dict, outputs: tuple, flags: list[bool]) -> None:
+        _, _, signal, w_post, meta_loss = outputs
+        self._record_meta_step(meta_loss.clone(), flags[1])
+        self._record_step(batch, signal.clone(), w_post.clone())
 
     def state_dict(self) -> dict:
         """Everything that changes during training, for checkpoints (tensors on the CPU)."""
