@@ -13,7 +13,14 @@ import torch
 from transformers import get_scheduler
 
 from hamr.checkpoint import Checkpointer, Stopped
-from hamr.cuda_graphs import GraphedTraining, ce_step, graph_ready_optimizer, hamr_step, pad_batch
+from hamr.cuda_graphs import (
+    GraphedTraining,
+    ce_step,
+    graph_ready_optimizer,
+    hamr_step,
+    lr_on_device,
+    pad_batch,
+)
 from hamr.data.encode import EncodedSplit
 from hamr.loop import BaselineMethod, fit, train_step
 from hamr.losses import CrossEntropyLoss
@@ -175,8 +182,16 @@ def test_graphed_training_resumes_mid_epoch_as_an_uninterrupted_run(tmp_path):
     resumed, resumed_model, optimizer, _ = fit_with("eager", resumed_method, checkpointer=Checkpointer(
         tmp_path, tmp_path / "run", {"test": 1}))
     assert resumed.steps == 8 and torch.is_tensor(optimizer.param_groups[0]["lr"])
+    assert torch.is_tensor(resumed_method.weight_optimizer.param_groups[0]["lr"])
     for a, b in zip(whole_model.parameters(), resumed_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
     for a, b in zip(whole_method.weight_net.parameters(), resumed_method.weight_net.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(resumed_method.h, whole_method.h, rtol=1e-7)
+
+
+def test_lr_on_device_turns_a_restored_learning_rate_into_a_device_tensor():
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))], lr=3e-4)  # as a checkpoint may restore it
+    lr_on_device(optimizer, CPU)
+    lr = optimizer.param_groups[0]["lr"]
+    assert torch.is_tensor(lr) and lr.device == CPU and lr.item() == pytest.approx(3e-4)

@@ -77,6 +77,15 @@ def graph_ready_optimizer(optimizer_class: type[torch.optim.Optimizer], params, 
     return optimizer
 
 
+def lr_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Make every group's learning rate a tensor on ``device``: a resumed optimiser's comes back from
+    the checkpoint (loaded to the CPU) as a CPU tensor, and a captured fused step must read it on the
+    device (call before the first capture, so that the graph reads the tensor the scheduler writes)."""
+    for group in optimizer.param_groups:
+        if not torch.is_tensor(group["lr"]) or group["lr"].device != device:
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
+
 def _skip_unless(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None:
     # a fused optimiser reads found_inf on the device (no host sync); others step regardless
     found_inf = getattr(optimizer, "found_inf", None)
@@ -227,16 +236,9 @@ class GraphedTraining:
         return {k: v.to(self.device, non_blocking=True)
                 for k, v in pad_batch(batch, target, self.pad_token_id).items() if k != "index"}
 
-    def _lr_on_device(self, optimizer: torch.optim.Optimizer) -> None:
-        # a resumed optimiser's learning rate comes back from the checkpoint as a CPU tensor or a float;
-        # a graph must read it from the device (before the first capture, so the graph reads this one)
-        for group in optimizer.param_groups:
-            if not torch.is_tensor(group["lr"]) or group["lr"].device != self.device:
-                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
-
     def __call__(self, model, method, batch: dict, optimizer, scheduler, grad_clip: float) -> torch.Tensor | None:
         if not self._lr_checked:
-            self._lr_on_device(optimizer)
+            lr_on_device(optimizer, self.device)
             self._lr_checked = True
         batches = [self._padded(b) for b in (batch, *method.capturable_inputs())]
         shapes = tuple(b["input_ids"].shape for b in batches)

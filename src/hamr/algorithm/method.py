@@ -26,7 +26,7 @@ from hamr.algorithm.rates import StepRates, step_rates
 from hamr.algorithm.sampling import draw, sampling_probabilities
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights, weight_curve
 from hamr.config import ConfigError
-from hamr.cuda_graphs import graph_ready_optimizer, hamr_step
+from hamr.cuda_graphs import graph_ready_optimizer, hamr_step, lr_on_device
 from hamr.data.encode import model_inputs
 from hamr.data.subset import stratum_of
 from hamr.evaluation import autocast
@@ -268,6 +268,8 @@ class HamrMethod:
     def load_state_dict(self, state: dict) -> None:
         self.weight_net.load_state_dict(state["weight_net"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        if getattr(self.weight_optimizer, "found_inf", None) is not None:  # graph-ready (trainer.cuda_graphs)
+            lr_on_device(self.weight_optimizer, self.device)
         self.weight_net_initial_norm = state["weight_net_initial_norm"]
         self.h, self.b = state["h"].copy(), state["b"].copy()
         self.steps, self.skipped_meta_steps = state["steps"], state["skipped_meta_steps"]
