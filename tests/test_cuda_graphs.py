@@ -21,11 +21,11 @@ from hamr.cuda_graphs import (
     lr_on_device,
     pad_batch,
 )
-from hamr.data.encode import EncodedSplit
 from hamr.loop import BaselineMethod, fit, train_step
 from hamr.losses import CrossEntropyLoss
 from tests.algorithm.test_meta_step import batch, tiny_model
 from tests.algorithm.test_method import make_method, train_batch
+from tests.test_loop import collate, data
 
 CPU = torch.device("cpu")
 
@@ -85,18 +85,6 @@ def test_the_ce_step_function_moves_the_model_as_the_loops_step():
 
 # --- trainer.cuda_graphs: GraphedTraining in the loop -------------------------------------------
 
-def encoded_data(n: int = 12, length: int = 6) -> EncodedSplit:
-    g = torch.Generator().manual_seed(1)
-    features = [{"input_ids": torch.randint(1, 50, (length,), generator=g), "attention_mask": torch.ones(length, dtype=torch.long),
-                 "labels": int(torch.randint(0, 3, (1,), generator=g)), "index": i} for i in range(n)]
-    return EncodedSplit(features, 0)
-
-
-def collate(features):
-    return {k: torch.stack([f[k] for f in features]) if k in ("input_ids", "attention_mask")
-            else torch.tensor([f[k] for f in features]) for k in features[0]}
-
-
 def fit_with(step: str, method, device=CPU, epochs: int = 2, dtype=torch.float64, checkpointer=None, stop_after=None):
     """``fit`` over 12 examples in batches of 4 with a graph-ready AdamW and a linear schedule, each
     step by the loop's ``train_step`` (``step="loop"``) or by GraphedTraining, eager or captured;
@@ -115,7 +103,7 @@ def fit_with(step: str, method, device=CPU, epochs: int = 2, dtype=torch.float64
             if len(calls) == stop_after:
                 checkpointer.stop_signal = signal.SIGTERM
             return inner(*args)
-    result = fit(model, method, encoded_data(), collate, optimizer, scheduler, epochs=epochs, batch_size=4, grad_clip=1.0,
+    result = fit(model, method, data(n=12), collate, optimizer, scheduler, epochs=epochs, batch_size=4, grad_clip=1.0,
                  seed=0, evaluate_dev=lambda: {"macro_f1": 0.0, "micro_f1": 0.0}, log_metrics=lambda *a: None,
                  progress_bar=False, max_skip_share=0.5, min_steps_before_abort=10, step_fn=step_fn,
                  checkpointer=checkpointer)
@@ -195,3 +183,5 @@ def test_lr_on_device_turns_a_restored_learning_rate_into_a_device_tensor():
     lr_on_device(optimizer, CPU)
     lr = optimizer.param_groups[0]["lr"]
     assert torch.is_tensor(lr) and lr.device == CPU and lr.item() == pytest.approx(3e-4)
+    lr_on_device(optimizer, CPU)
+    assert optimizer.param_groups[0]["lr"] is lr  # already there: the same tensor (a graph may be reading it)

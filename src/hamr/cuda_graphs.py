@@ -82,7 +82,9 @@ def lr_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None
     the checkpoint (loaded to the CPU) as a CPU tensor, and a captured fused step must read it on the
     device (call before the first capture, so that the graph reads the tensor the scheduler writes)."""
     for group in optimizer.param_groups:
-        if not torch.is_tensor(group["lr"]) or group["lr"].device != device:
+        # compared by type: a tensor made on device "cuda" reports "cuda:0", and replacing the rate
+        # after a capture would leave the graph reading the old tensor
+        if not torch.is_tensor(group["lr"]) or group["lr"].device.type != device.type:
             group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
 
@@ -138,9 +140,8 @@ def hamr_step(model: torch.nn.Module, weight_net: WeightNet, weight_optimizer: t
             result = meta_step(model, weight_net, _inputs(batch), batch["labels"], _inputs(meta_batch),
                                meta_batch["labels"], example_loss=example_loss, meta_loss=meta_loss,
                                inner_lr=inner_lr, clip=clip, scope=scope)
-        grads = result.weight_net_grads
-        meta_finite = torch.isfinite(result.meta_loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all()
-        for parameter, grad in zip(weight_net.parameters(), grads):
+        meta_finite = result.finite()
+        for parameter, grad in zip(weight_net.parameters(), result.weight_net_grads):
             parameter.grad = grad
         _skip_unless(weight_optimizer, meta_finite)  # else f_θ keeps its parameters, as in the loop
         weight_optimizer.step()
@@ -228,7 +229,6 @@ class GraphedTraining:
         self.capture, self.warmup = capture, warmup
         self.graphs: dict[tuple, GraphedStep] = {}
         self.steps_by_kind: Counter = Counter()  # replayed / eager: how the steps ran (logged by the loop's caller)
-        self._lr_checked = False
 
     def _padded(self, batch: dict) -> dict:
         length = batch["input_ids"].shape[1]
@@ -237,9 +237,7 @@ class GraphedTraining:
                 for k, v in pad_batch(batch, target, self.pad_token_id).items() if k != "index"}
 
     def __call__(self, model, method, batch: dict, optimizer, scheduler, grad_clip: float) -> torch.Tensor | None:
-        if not self._lr_checked:
-            lr_on_device(optimizer, self.device)
-            self._lr_checked = True
+        lr_on_device(optimizer, self.device)  # after a resume; a no-op once the rate is a device tensor
         batches = [self._padded(b) for b in (batch, *method.capturable_inputs())]
         shapes = tuple(b["input_ids"].shape for b in batches)
         fits = all(s[1] <= self.lengths[-1] for s in shapes)

@@ -43,6 +43,11 @@ class MetaStepResult:
     meta_loss: torch.Tensor  # scalar, detached
     weight_net_grads: list[torch.Tensor]  # ∂L_meta/∂θ, one per weight_net parameter
 
+    def finite(self) -> torch.Tensor:
+        """0-dim bool on the device: the meta loss and every θ-gradient are finite (else the
+        caller leaves f_θ as it is for this step)."""
+        return torch.isfinite(self.meta_loss) & torch.stack([torch.isfinite(g).all() for g in self.weight_net_grads]).all()
+
 
 def meta_step(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict, train_labels: torch.Tensor,
               meta_inputs: dict, meta_labels: torch.Tensor, *, example_loss: ExampleLossFn,

@@ -194,7 +194,7 @@ class HamrMethod:
                                    example_loss=self.example_loss, meta_loss=self.meta_loss,
                                    inner_lr=self.rates.inner_lr, clip=clip, scope=self.scope)
             grads = result.weight_net_grads
-            finite = bool(torch.isfinite(result.meta_loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all())
+            finite = bool(result.finite())
             if finite:  # else f_θ keeps its parameters for this step (counted, reported in metrics.json)
                 for parameter, grad in zip(self.weight_net.parameters(), grads):
                     parameter.grad = grad
