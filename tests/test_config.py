@@ -163,3 +163,42 @@ def test_a_profiles_tuned_values_go_to_the_method_and_task_they_were_chosen_for(
 def test_a_tuned_entry_needs_a_classification_and_an_ner_value(compose_cfg):
     with pytest.raises(Exception, match=r"tuned.lr.focal is \[0.0003\]: expected \[classification value, NER value\]"):
         validate(compose_cfg(["experiment=table_cpu", "baseline_loss=focal", "~tuned", "+tuned={lr:{focal:[0.0003]}}"]))
+
+
+# Values a YAML file sets on purpose to something other than its schema's default: (section, key) -> why.
+# Everything else a composed section holds must equal the schema's default, so that code building
+# the dataclasses directly (tests, the package used as a library) runs what `python -m hamr.train` runs.
+ON_PURPOSE = {
+    ("hamr", "lambda_"): "the authors' NER value, 0.1 (dataset/_ner.yaml through ${per_task:...})",
+    ("trainer", "lr"): "the authors' NER learning rate, 2e-5 (dataset/_ner.yaml)",
+    ("dataset", "hub"): "each dataset's Hub source",
+}
+
+
+def differing_defaults(section: str, composed: dict, schema) -> dict:
+    """(key, YAML value, schema default) wherever a composed section differs from its schema's default."""
+    defaults = OmegaConf.to_container(OmegaConf.structured(schema))
+    return {key: (composed[key], default) for key, default in defaults.items()
+            if default != "???" and (section, key) not in ON_PURPOSE and composed[key] != default}
+
+
+@pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "bionlp2004"])
+@pytest.mark.parametrize("section,overrides", [
+    ("hamr", ["method=hamr"]), ("trainer", []), ("dataset", []),
+])
+def test_the_schema_defaults_are_what_the_yaml_composes(compose_cfg, dataset, section, overrides):
+    from hamr.config import DatasetConfig, HamrConfig, TrainerConfig
+
+    schema = {"hamr": HamrConfig, "trainer": TrainerConfig, "dataset": DatasetConfig}[section]
+    cfg = OmegaConf.to_container(compose_cfg([f"dataset={dataset}", *overrides]), resolve=True)
+    assert differing_defaults(section, cfg[section], schema) == {}
+
+
+def test_the_hamr_presets_inherit_every_value_they_do_not_spell_out(compose_cfg):
+    from hamr.config import HamrConfig
+
+    for preset in options("hamr"):
+        spelt_out = set(OmegaConf.load(CONF / "hamr" / f"{preset}.yaml")) - {"defaults"}
+        composed = OmegaConf.to_container(compose_cfg(["method=hamr", f"hamr={preset}"]), resolve=True)["hamr"]
+        inherited = {k: v for k, v in differing_defaults("hamr", composed, HamrConfig).items() if k not in spelt_out}
+        assert inherited == {}, preset

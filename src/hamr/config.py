@@ -210,9 +210,9 @@ class HamrConfig:
     weight_net_weight_decay: float = 1e-4  # Adam's L2 term (authors' code)
     weight_net_hidden: int = 100  # width of the 1 -> hidden -> 1 MLP
     weight_activation: str = "sigmoid"  # sigmoid (paper: scores in (0, 1)) | exp (weights = B softmax f(z))
-    # detached_mean (paper, authors): the meta gradient treats the batch mean as a constant | mean: it
-    # passes through it, so f_θ learns relative weights only (Meta-Weight-Net's normalisation)
-    weight_normalisation: str = "detached_mean"
+    # mean: the meta gradient passes through the batch mean, so f_θ learns relative weights only
+    # (Meta-Weight-Net's normalisation) | detached_mean (paper, authors): the mean is a constant
+    weight_normalisation: str = "mean"
     weight_clip_low: float = 0.1  # weights (mean 1) are clipped to [low, high]
     weight_clip_high: float = 8.0
     # NER: the per-sentence loss that is weighted and optimised: max token loss (authors) | mean over

@@ -57,12 +57,13 @@ def meta_objective(model, net) -> float:
 
 
 def reference_weights(net, losses, low=CLIP[0], high=CLIP[1]) -> torch.Tensor:
-    """method.md steps 2-3 written out: batch z-score (population std), f_θ, divide by the
-    detached batch mean, clip."""
+    """The weights of steps 2-3 written out: batch z-score (population std), f_θ, divide by the
+    batch mean (detached, the paper's, or not, as ``net.normalisation`` says), clip."""
     detached = losses.detach()
     z = (detached - detached.mean()) / detached.std(unbiased=False).clamp_min(1e-6)
     scores = net(z)
-    return (scores / scores.detach().mean()).clamp(low, high)
+    mean = scores.detach().mean() if net.normalisation == "detached_mean" else scores.mean()
+    return (scores / mean).clamp(low, high)
 
 
 def hand_written_meta_grad(model, net, only=None, train=None, meta=None, inner_lr=INNER_LR) -> list[torch.Tensor]:
@@ -97,7 +98,7 @@ def _hand_written_meta_grad(model, net, only, train, meta, inner_lr) -> list[tor
 def model_and_net():
     model = tiny_model()
     torch.manual_seed(1)
-    net = WeightNet(8).double()
+    net = WeightNet(8, normalisation="detached_mean").double()
     return model, net
 
 
@@ -212,7 +213,7 @@ def test_meta_step_under_sdpa_in_eval_and_train_mode_with_dropout(train_mode):
     model.train(train_mode)
     assert model.config._attn_implementation == "sdpa"
     torch.manual_seed(1)
-    net = WeightNet(8).double()
+    net = WeightNet(8, normalisation="detached_mean").double()
     torch.manual_seed(7)
     ours = run_meta_step(model, net).weight_net_grads
     torch.manual_seed(7)
@@ -233,7 +234,7 @@ def test_fused_meta_forward_gives_the_hand_written_theta_gradient():
 
     model = tiny_model(dropout=0.3).eval()  # eval: SDPA would pick a fused kernel where it has one
     torch.manual_seed(1)
-    net = WeightNet(8).double()
+    net = WeightNet(8, normalisation="detached_mean").double()
     fused = run_meta_step(model, net, step=functools.partial(meta_step, fused_meta_forward=True)).weight_net_grads
     for a, b in zip(fused, hand_written_meta_grad(model, net)):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
@@ -262,19 +263,19 @@ def test_weights_are_scores_over_their_batch_mean_then_clipped():
     w = example_weights(FixedScores([1.0, 1.0, 1.0, 100.0]), torch.zeros(4), 0.1, 2.0)
     # mean 25.75: 1 / 25.75 = 0.039 is clipped up to 0.1, 100 / 25.75 = 3.9 down to 2
     assert w.tolist() == pytest.approx([0.1, 0.1, 0.1, 2.0])
-    net = WeightNet(100)
+    net = WeightNet(100, normalisation="detached_mean")
     assert net.net[2].bias.item() == pytest.approx(0.1)
 
 
 def test_the_exp_activation_gives_batch_size_times_softmax():
     torch.manual_seed(0)
-    net = WeightNet(8, activation="exp").double()
+    net = WeightNet(8, activation="exp", normalisation="detached_mean").double()
     z = torch.linspace(-2, 2, 6, dtype=torch.float64)
     outputs = net.net(z[:, None]).squeeze(1)
     w = example_weights(net, z, 1e-9, 1e9)
     torch.testing.assert_close(w, 6 * torch.softmax(outputs, 0))
     with pytest.raises(ValueError, match="activation='tanh'"):
-        WeightNet(8, activation="tanh")
+        WeightNet(8, activation="tanh", normalisation="mean")
     with torch.no_grad():  # an output past e^88 would overflow float32 to inf and the weights to inf/inf = NaN
         net.float().net[2].bias.fill_(1000.0)
     assert example_weights(net, z.float(), 0.1, 8.0).tolist() == pytest.approx([1.0] * 6)  # capped at e^20: equal

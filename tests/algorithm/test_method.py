@@ -183,10 +183,12 @@ def test_meta_every_k_runs_the_meta_step_on_every_kth_batch_only(model):
     assert loss.item() == pytest.approx((w * losses).mean().item(), rel=1e-9)
 
 
-def test_the_real_update_uses_the_weights_of_f_theta_after_its_meta_step(model):
+@pytest.mark.parametrize("normalisation", ["mean", "detached_mean"])  # the default, and the paper's
+def test_the_real_update_uses_the_weights_of_f_theta_after_its_meta_step(model, normalisation):
     """The model's gradient is that of mean(w_post·ℓ), w_post from a copy of f_θ moved by one Adam
     step (written out) along the hand-written meta gradient; w_pre gives a measurably different one."""
-    method = make_method("full")
+    method = make_method("full", weight_normalisation=normalisation)
+    assert method.weight_net.normalisation == normalisation
     start = copy.deepcopy(method.weight_net)
     b = train_batch([1, 4, 7, 9, 10])
     x, y = {k: b[k] for k in ("input_ids", "attention_mask")}, b["labels"]

@@ -81,7 +81,7 @@ class HamrMethod:
         self.steps = 0
         self.skipped_meta_steps = 0
         torch.manual_seed(seed)
-        self.weight_net = WeightNet(hp.weight_net_hidden, hp.weight_activation, hp.weight_normalisation).to(device)
+        self.weight_net = WeightNet(hp.weight_net_hidden, hp.weight_activation, normalisation=hp.weight_normalisation).to(device)
         self.weight_optimizer = torch.optim.Adam(self.weight_net.parameters(), lr=rates.weight_net_lr,
                                                  weight_decay=hp.weight_net_weight_decay)
         # f_θ's parameter norm at initialisation: the diagnostics report the norm relative to it, because

@@ -30,10 +30,11 @@ class WeightNet(nn.Module):
     the curve's level, which the division then removes; a common push to raise every weight
     drives a sigmoid towards 1, where its slope and so the spread vanish) or ``mean`` (the gradient
     passes through the mean, as in Meta-Weight-Net's normalisation: only the curve's shape, the
-    weights relative to each other, is learned).
+    weights relative to each other, is learned). It has no default here: HamrConfig holds the one
+    default (``mean``).
     """
 
-    def __init__(self, hidden: int = 100, activation: str = "sigmoid", normalisation: str = "detached_mean"):
+    def __init__(self, hidden: int = 100, activation: str = "sigmoid", *, normalisation: str):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"WeightNet: activation={activation!r}; allowed: {' | '.join(ACTIVATIONS)}")
