@@ -22,13 +22,16 @@ def build_tables():
 
 
 def fake_run(results: Path, method: str, seed: int, dev: float, test: float, pred: np.ndarray,
-             dataset: str = "sst5") -> None:
+             dataset: str = "sst5", collapsed: bool = False, steps: int = 189) -> None:
     history = [{"epoch": epoch, "weight_curve/z=-1.0": 0.4, "weight_curve/z=1.0": 0.6, "data_share/neg": 0.5,
                 "data_share/pos": 0.5, "sample_share/neg": 0.4, "sample_share/pos": 0.6,
                 "weight_p90": 1.0 + 0.1 * seed * epoch, "spearman_h_loss": 0.5} for epoch in (1, 2)]
     metrics = {"dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "test_macro_f1": test,
                "model": "minilm", "label_names": LABELS, "train_class_counts": {"neg": 30, "pos": 10},
                "test": {"per_class_f1": {"neg": test, "pos": test}}, "history": history, "wall_seconds": 60.0,
+               # collapsed (hamr.metrics.collapsed): more than half the classes at dev F1 0
+               "dev": {"per_class_f1": {"neg": 0.0, "pos": 0.0} if collapsed else {"neg": dev, "pos": dev}},
+               "steps": steps,
                "config": {"dataset": {"task": "cls", "max_train_examples": 1000, "max_eval_examples": None},
                           "trainer": {"epochs": 3, "max_length": 64, "batch_size": 16, "lr": 1e-4}}}
     write_run(results / "runs" / dataset / method / f"seed={seed}", metrics, {"gold": GOLD, "pred": pred})
@@ -158,3 +161,30 @@ def test_seeds_table_names_a_failed_seed_beside_finished_ones(tmp_path, build_ta
 
     row = build_tables.seeds_table(*load_runs(tmp_path)).iloc[0].to_dict()
     assert row == {"dataset": "SST-5", "configuration": "CE", "seed 1": "25.0 (50.0)", "seed 2": "failed"}
+
+
+def test_a_collapsed_seed_is_counted_marked_and_left_out_of_the_best_baseline_choice(tmp_path, build_tables):
+    """ICF has the best dev mean without its collapsed seed, and is chosen; its cell gives the mean
+    with and without that seed; seeds.md marks it."""
+    for seed in (1, 2, 3):
+        fake_run(tmp_path, "ce", seed, dev=0.50, test=0.50, pred=np.zeros_like(GOLD))
+        fake_run(tmp_path, "icf", seed, dev=0.05 if seed == 1 else 0.60, test=0.05 if seed == 1 else 0.65,
+                 pred=np.zeros_like(GOLD), collapsed=seed == 1)  # dev mean with it 0.42 < CE's 0.50
+        fake_run(tmp_path, "hamr_full", seed, dev=0.55, test=0.55, pred=np.zeros_like(GOLD))
+    build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    row = main_row(tmp_path / "t")
+    assert row["best baseline (dev)"] == "ICF"
+    assert row["ICF"] == "45.0 ± 34.6 (1 collapsed; 65.0 without)" and row["CE"] == "50.0 ± 0.0"
+    seeds = pd.read_csv(tmp_path / "t" / "seeds.csv", dtype=str, keep_default_na=False).set_index("configuration")
+    assert seeds.loc["ICF", "seed 1"] == "5.0 (5.0) collapsed" and seeds.loc["ICF", "seed 2"] == "65.0 (60.0)"
+
+
+def test_the_caption_states_the_steps_and_names_a_dataset_whose_methods_took_unequal_steps(tmp_path, build_tables):
+    for seed in (1, 2):
+        fake_run(tmp_path, "ce", seed, dev=0.5, test=0.5, pred=GOLD, steps=125)
+        fake_run(tmp_path, "hamr_full", seed, dev=0.5, test=0.5, pred=GOLD, steps=125)
+        fake_run(tmp_path, "ce", seed, dev=0.5, test=0.5, pred=GOLD, dataset="bionlp2004", steps=189)
+        fake_run(tmp_path, "hamr_full", seed, dev=0.5, test=0.5, pred=GOLD, dataset="bionlp2004", steps=225)
+    build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    caption = (tmp_path / "t" / "main.md").read_text().split("\n")[2]
+    assert "optimizer steps per run: BioNLP UNEQUAL: 189 (CE); 225 (HAMR), SST-5 125;" in caption

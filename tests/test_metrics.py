@@ -37,3 +37,30 @@ def test_ner_partial_span_is_wrong_and_strict_mode_rejects_lone_inside_tag():
     lone_inside = [["I-PER", "I-PER", "O"]]
     assert ner_scores(gold, lone_inside)["macro_f1"] == pytest.approx(1.0)
     assert ner_scores(gold, lone_inside, mode="strict")["macro_f1"] == 0.0
+
+
+def test_a_run_collapsed_when_more_than_half_of_its_classes_have_dev_f1_zero():
+    from hamr.metrics import collapsed, zero_f1_classes
+
+    stuck = {"per_class_f1": {"a": 0.0, "b": 0.0, "c": 0.51, "d": 0.0, "e": 0.51}}  # 3 of 5 at 0
+    healthy_with_rare_misses = {"per_class_f1": {"a": 0.0, "b": 0.0, "c": 0.7, "d": 0.8}}  # exactly half
+    assert zero_f1_classes(stuck) == 3 and collapsed(stuck)
+    assert not collapsed(healthy_with_rare_misses)
+    assert collapsed({"per_class_f1": {"a": 0.0, "b": 0.0}}) and not collapsed({"per_class_f1": {"a": 0.2, "b": 0.0}})
+
+
+def test_the_committed_runs_that_were_stuck_from_epoch_one_are_collapsed_and_healthy_ones_not():
+    """The rule on committed runs (dev scores only): the runs that predicted one or two classes from
+    epoch 1 on, against healthy seeds of the same cells (Cyclone-Idai: half its classes at 0)."""
+    import json
+
+    from hamr.metrics import collapsed
+    from tests.conftest import ROOT
+
+    runs = ROOT / "results" / "table_cpu" / "runs"
+    stuck = ["cyclone_idai_2019/icf/seed=1", "sst5/icf/seed=3", "sst5/hamr_full/seed=2",
+             "hurricane_irma_2017/hamr_no_resampling/seed=3"]
+    healthy = ["cyclone_idai_2019/icf/seed=2", "cyclone_idai_2019/ce/seed=1", "sst5/hamr_full/seed=1",
+               "hurricane_irma_2017/hamr_no_resampling/seed=1", "bionlp2004/ce/seed=1"]
+    dev = {name: json.loads((runs / name / "metrics.json").read_text())["dev"] for name in stuck + healthy}
+    assert [name for name in dev if collapsed(dev[name])] == stuck

@@ -32,6 +32,9 @@ def check_run(run_dir: Path, dataset: str, method: str) -> dict:
     assert 0.0 <= metrics["test_macro_f1"] <= 1.0 and 0.0 <= metrics["dev_macro_f1"] <= 1.0
     assert metrics["config"]["dataset"]["name"] == dataset and len(metrics["history"]) == 1
     assert metrics["train_examples_per_second"] > 0 and metrics["peak_rss_mb"] > 0
+    from hamr.metrics import collapsed
+
+    assert metrics["collapsed"] == collapsed(metrics["dev"]) and metrics["dev_zero_f1_classes"] >= 0
     predictions = np.load(run_dir / "predictions.npz")
     assert predictions["gold"].shape == predictions["pred"].shape
     assert sum(f.stat().st_size for f in run_dir.iterdir()) < 300_000  # committed grids stay small

@@ -17,11 +17,14 @@ from hamr.tuning import (
 from tests.conftest import ROOT
 
 
-def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5", history=None):
+def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5", history=None,
+               collapsed_seeds=()):
     folder = results / "runs" / dataset / method / f"baseline_loss={method},dataset={dataset},trainer.lr={lr}"
     for seed, (dev, epoch) in enumerate(zip(devs, selected), start=1):
+        per_class = {"a": 0.0, "b": 0.0, "c": dev} if seed in collapsed_seeds else {"a": dev, "b": dev, "c": 0.0}
         atomic_write_json(folder / f"seed={seed}" / "metrics.json", {
             "dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "selected_epoch": epoch,
+            "dev": {"per_class_f1": per_class},
             "wall_seconds": 1800.0, "config": {"trainer": {"epochs": 3},
                                                "dataset": {"task": "ner" if dataset == "bionlp2004" else "cls"}},
             "history": [{"epoch": 1}, {"epoch": 2, **(history or {}), "weight_p90": 1.0 + seed}] if history else []})
@@ -40,6 +43,15 @@ def test_trials_are_ranked_by_mean_dev_and_the_margin_is_set_against_the_seed_sp
     assert chosen["margin"] == pytest.approx(0.09)
     assert chosen["seed_spread"] == pytest.approx((0.02 * 2 ** 0.5 / 2 + 0.04 * 2 ** 0.5 / 2) / 2)  # mean of the stds
     assert chosen["margin_exceeds_spread"]
+
+
+def test_a_trial_with_a_collapsed_seed_is_listed_but_never_chosen(tmp_path):
+    fake_trial(tmp_path, "1e-4", [0.50, 0.52])
+    fake_trial(tmp_path, "8e-4", [0.70, 0.60], collapsed_seeds=(2,))  # best mean dev, but seed 2 collapsed
+    ranked = rank_trials(load_trials(tmp_path))
+    assert ranked.set_index("trial").collapsed.to_dict() == {"trainer.lr=1e-4": 0, "trainer.lr=8e-4": 1}
+    (chosen,) = choices(ranked)
+    assert chosen["values"] == {"trainer.lr": "1e-4"} and chosen["trials"] == 1
 
 
 def test_a_margin_inside_the_seed_spread_is_flagged(tmp_path):

@@ -55,17 +55,21 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs under ``<results_dir>/runs/<dataset>/<method>/seed=<s>/``.
 
     Returns (finished, failed): one row per metrics.json with columns dataset, method, seed, dev
-    and test (Macro-F1 in [0, 1]), folder and metrics (the parsed file); and one row per run that
-    left error.json but no metrics.json (dataset, method, seed).
+    and test (Macro-F1 in [0, 1]), collapsed (:func:`hamr.metrics.collapsed` of its dev scores, so
+    runs recorded before the rule have it too), steps, folder and metrics (the parsed file); and one
+    row per run that left error.json but no metrics.json (dataset, method, seed).
     """
+    from hamr.metrics import collapsed
+
     rows, failed = [], []
     for folder in sorted(p for p in Path(results_dir).glob("runs/*/*/seed=*") if p.is_dir()):
         dataset, method, seed = folder.parts[-3], folder.parts[-2], int(folder.name.split("=")[1])
         if (folder / "metrics.json").is_file():
             m = json.loads((folder / "metrics.json").read_text())
             rows.append({"dataset": dataset, "method": method, "seed": seed, "dev": m["dev_macro_f1"],
-                         "test": m["test_macro_f1"], "folder": folder, "metrics": m})
+                         "test": m["test_macro_f1"], "collapsed": collapsed(m["dev"]), "steps": m.get("steps"),
+                         "folder": folder, "metrics": m})
         elif (folder / "error.json").is_file():
             failed.append({"dataset": dataset, "method": method, "seed": seed})
-    columns = ["dataset", "method", "seed", "dev", "test", "folder", "metrics"]
+    columns = ["dataset", "method", "seed", "dev", "test", "collapsed", "steps", "folder", "metrics"]
     return pd.DataFrame(rows, columns=columns), pd.DataFrame(failed, columns=["dataset", "method", "seed"])

@@ -63,12 +63,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def cell(runs: pd.DataFrame, failed: pd.DataFrame, dataset: str, method: str) -> dict:
+    """Test Macro-F1 (x100) of one configuration: mean and std over every seed, the number of
+    collapsed seeds (hamr.metrics.collapsed) and the mean without them ("kept")."""
     sel = runs[(runs.dataset == dataset) & (runs.method == method)] if len(runs) else runs
     n_failed = int(((failed.dataset == dataset) & (failed.method == method)).sum()) if len(failed) else 0
     if len(sel) == 0:
         return {"status": "failed" if n_failed else "missing", "n": 0, "failed": n_failed}
+    kept = sel[~sel.collapsed.astype(bool)]
     return {"status": "ok", "n": len(sel), "failed": n_failed, "mean": 100 * sel.test.mean(),
-            "std": 100 * sel.test.std(ddof=1) if len(sel) > 1 else float("nan"), "dev": 100 * sel.dev.mean()}
+            "std": 100 * sel.test.std(ddof=1) if len(sel) > 1 else float("nan"), "dev": 100 * sel.dev.mean(),
+            "collapsed": len(sel) - len(kept), "kept_mean": 100 * kept.test.mean() if len(kept) else float("nan")}
 
 
 def fmt(c: dict, bold: bool = False, tex: bool = False) -> str:
@@ -80,6 +84,9 @@ def fmt(c: dict, bold: bool = False, tex: bool = False) -> str:
         text += f" (n={c['n']})"
     if c["failed"]:
         text += f" ({c['failed']} failed)"
+    if c.get("collapsed"):
+        without = "none left" if np.isnan(c["kept_mean"]) else f"{c['kept_mean']:.1f} without"
+        text += f" ({c['collapsed']} collapsed; {without})"
     if bold:
         text = f"\\textbf{{{text}}}" if tex else f"**{text}**"
     return text
@@ -109,7 +116,10 @@ def fmt_p(p_value: float, resamples: int) -> str:
 
 
 def best_baseline(runs: pd.DataFrame, dataset: str) -> str | None:
+    """The baseline with the best mean dev Macro-F1 over its seeds that did not collapse (the rule
+    every method's mean is also shown under); None when no baseline has such a seed."""
     sel = runs[(runs.dataset == dataset) & runs.method.isin(BASELINES)] if len(runs) else runs
+    sel = sel[~sel.collapsed.astype(bool)] if len(sel) else sel
     if len(sel) == 0:
         return None
     return sel.groupby("method").dev.mean().idxmax()  # chosen on dev, like every choice here
@@ -199,7 +209,7 @@ def minority_table(runs) -> pd.DataFrame:
 
 def seeds_table(runs, failed) -> pd.DataFrame:
     """Per dataset and configuration: each seed's test Macro-F1 (x100) with its dev Macro-F1 in
-    brackets, "failed" or "missing" where a seed has no score."""
+    brackets and "collapsed" after a collapsed run, "failed" or "missing" where a seed has no score."""
     seeds = sorted(set(runs.seed) | set(failed.seed)) if len(runs) else []
     rows = []
     for dataset in paper.DATASETS:
@@ -211,7 +221,8 @@ def seeds_table(runs, failed) -> pd.DataFrame:
             row = {"dataset": paper.DISPLAY[dataset], "configuration": NAMES[method]}
             for seed in seeds:
                 if seed in sel.index:
-                    row[f"seed {seed}"] = f"{100 * sel.test[seed]:.1f} ({100 * sel.dev[seed]:.1f})"
+                    mark = " collapsed" if sel.collapsed[seed] else ""
+                    row[f"seed {seed}"] = f"{100 * sel.test[seed]:.1f} ({100 * sel.dev[seed]:.1f}){mark}"
                 else:
                     row[f"seed {seed}"] = "failed" if seed in lost else "missing"
             rows.append(row)
@@ -234,6 +245,23 @@ def modules_table(runs) -> pd.DataFrame:
                 row[column] = f"{np.mean(values):.2f}" if values else "-"
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def steps_note(runs: pd.DataFrame) -> str:
+    """The optimizer steps per run of each dataset, for the captions; a dataset whose methods took
+    different numbers of steps is named with each count (a comparison that is not at equal steps)."""
+    if len(runs) == 0:
+        return "no runs"
+    parts = []
+    for dataset in [d for d in paper.DATASETS if d in set(runs.dataset)]:
+        counts = runs[runs.dataset == dataset].groupby("method").steps.first()
+        if counts.nunique(dropna=False) == 1:
+            parts.append(f"{paper.DISPLAY[dataset]} {counts.iloc[0]}")
+        else:
+            by_count = counts.groupby(counts).groups
+            parts.append(f"{paper.DISPLAY[dataset]} UNEQUAL: " + "; ".join(
+                f"{steps} ({', '.join(NAMES.get(m, m) for m in methods)})" for steps, methods in by_count.items()))
+    return "optimizer steps per run: " + ", ".join(parts)
 
 
 def write_table(df: pd.DataFrame, stem: Path, title: str, caption: str) -> str:
@@ -432,13 +460,14 @@ def main(argv=None) -> int:
     lrs = sorted({m["config"]["trainer"]["lr"] for m in runs.metrics}) if len(runs) else []
     setting = (f"profile `{args.profile}`: {model}, at most {', '.join(train_caps)} training examples (stratified), "
                f"{trainer.get('epochs')} epochs, max length {trainer.get('max_length')}, batch {trainer.get('batch_size')}, "
-               f"lr {', '.join(map(str, lrs))}, test scored with the best-dev epoch; "
+               f"lr {', '.join(map(str, lrs))}, test scored with the best-dev epoch; {steps_note(runs)}; "
                + ("full dev and test splits" if all(m["config"]["dataset"]["max_eval_examples"] is None for m in runs.metrics)
                   else "dev and test capped (smoke only: not comparable to anything)"))
     main_df = main_table(runs, failed, args.resamples)
     caption = (f"Test Macro-F1 (x100), mean ± std over seeds; {setting}. Bold: best per dataset. "
-               "Paper numbers: BERT-based encoders, full data (method.md section 5). Best baseline: best mean dev "
-               f"Macro-F1; 95% CI and two-sided p from a paired bootstrap over test items ({args.resamples} resamples, "
+               "Paper numbers: BERT-based encoders, full data (method.md section 5). A collapsed seed (more than half "
+               "of the classes at dev F1 0 in its dev-chosen epoch) is counted in its cell, which also gives the mean "
+               "without it. Best baseline: best mean dev Macro-F1 over the seeds that did not collapse; 95% CI and two-sided p from a paired bootstrap over test items ({args.resamples} resamples, "
                "per seed, pooled as the mean over seeds).")
     text = write_table(main_df, args.out / "main", "Main results", caption)
     ablation_df = ablation_table(runs, failed, args.resamples)

@@ -31,6 +31,7 @@ from hamr.data.prepare import load_dataset_splits
 from hamr.data.records import DataError
 from hamr.evaluation import compact_predictions, predict, score
 from hamr.lock import RunLock
+from hamr.metrics import collapsed, zero_f1_classes
 from hamr.loop import NumericalError, RunContext, fit, train_step
 from hamr.models import build_model, load_tokenizer
 from hamr.results import atomic_write_json, git_commit, write_run
@@ -184,6 +185,8 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
         "dataset": ds.name, "method": settings.method.name, "model": settings.model.name, "seed": tr.seed,
         "loss": type(loss).__name__,  # the loss object the run built (HAMR: the per-example loss it weights)
         "dev_macro_f1": dev_scores["macro_f1"], "test_macro_f1": test_scores["macro_f1"],
+        # the run did not learn (hamr.metrics.collapsed, from dev alone): counted in the tables, rejected by tuning
+        "collapsed": collapsed(dev_scores), "dev_zero_f1_classes": zero_f1_classes(dev_scores),
         "selected_epoch": result.best_epoch if tr.select == "best" else tr.epochs, "select": tr.select,
         "train_class_counts": task_data.class_counts("train"), "n_train": len(task_data.train),
         "label_names": task_data.label_names,

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hamr.metrics import collapsed
+
 FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation", "trainer.seed")  # name the study or the seed, not a trial
 # HAMR's last-epoch diagnostics (did each module move?) and their column labels, in the tuning summary
 # (averaged over a trial's seeds) and the tables' modules.md (over a configuration's seeds)
@@ -31,7 +33,7 @@ def parse_overrides(name: str) -> dict[str, str]:
 def load_trials(results_dir: Path) -> pd.DataFrame:
     """One row per finished seed of a trial: dataset, method, trial (its overrides without the
     study's fixed keys, as ``key=value`` joined by commas), seed, dev (Macro-F1 in [0, 1]),
-    selected_epoch, epochs, wall_seconds."""
+    collapsed (hamr.metrics.collapsed, from its dev scores), selected_epoch, epochs, wall_seconds."""
     rows = []
     for path in sorted(Path(results_dir).glob("runs/*/*/*/seed=*/metrics.json")):
         trial_folder = path.parent.parent
@@ -42,23 +44,26 @@ def load_trials(results_dir: Path) -> pd.DataFrame:
         last = m["history"][-1] if m.get("history") else {}
         rows.append({"dataset": m["dataset"], "task": m.get("config", {}).get("dataset", {}).get("task"),
                      "method": m["method"], "trial": ",".join(f"{k}={v}" for k, v in values.items()),
-                     "seed": m["seed"], "dev": m["dev_macro_f1"], "selected_epoch": m["selected_epoch"],
+                     "seed": m["seed"], "dev": m["dev_macro_f1"], "collapsed": collapsed(m["dev"]),
+                     "selected_epoch": m["selected_epoch"],
                      "epochs": m["config"]["trainer"]["epochs"], "wall_seconds": m["wall_seconds"],
                      **{k: last.get(k, np.nan) for k in DIAGNOSTICS}})
-    return pd.DataFrame(rows, columns=["dataset", "task", "method", "trial", "seed", "dev", "selected_epoch", "epochs",
+    return pd.DataFrame(rows, columns=["dataset", "task", "method", "trial", "seed", "dev", "collapsed", "selected_epoch", "epochs",
                                        "wall_seconds", *DIAGNOSTICS])
 
 
 def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
-    """Per (dataset, method, trial): mean and sample std of dev over seeds, the seeds, how often
-    the last epoch was the best; ranked within each study by mean dev (trials with fewer than
-    ``min_seeds`` finished seeds are listed but not ranked)."""
-    trials = trials.assign(last_is_best=trials.selected_epoch == trials.epochs)
+    """Per (dataset, method, trial): mean and sample std of dev over seeds, the seeds, how many
+    collapsed, how often the last epoch was the best; ranked within each study by mean dev. Trials
+    with fewer than ``min_seeds`` finished seeds, or with a collapsed seed, are listed but not ranked
+    (a choice whose seed may not learn is no choice)."""
+    trials = trials.assign(last_is_best=trials.selected_epoch == trials.epochs, collapsed=trials.collapsed.astype(int))
     table = trials.groupby(["dataset", "method", "trial"], dropna=False).agg(
         task=("task", "first"), dev_mean=("dev", "mean"), dev_std=("dev", "std"), seeds=("seed", lambda s: sorted(s)), n=("seed", "size"),
+        collapsed=("collapsed", "sum"),
         last_epoch_best=("last_is_best", "sum"), hours=("wall_seconds", lambda w: w.sum() / 3600),
         **{k: (k, "mean") for k in DIAGNOSTICS}).reset_index()
-    complete = table.n >= min_seeds
+    complete = (table.n >= min_seeds) & (table.collapsed == 0)
     table["rank"] = np.nan
     table.loc[complete, "rank"] = table[complete].groupby(["dataset", "method"]).dev_mean.rank(ascending=False,
                                                                                                method="min")
@@ -90,14 +95,15 @@ def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
         lines.append(f"| {c['dataset']} | {c['method']} | `{c['chosen']}` | {100 * c['dev_mean']:.1f} ± "
                      f"{100 * c['dev_std']:.1f} | `{c['runner_up']}` | {100 * c['margin']:+.1f} | "
                      f"{100 * c['seed_spread']:.1f} | {'yes' if c['margin_exceeds_spread'] else 'no'} | {c['trials']} |")
-    lines += ["", "All trials (dev Macro-F1 x100; `last best`: seeds whose best dev epoch was the last):", "",
-              "| dataset | method | trial | rank | dev mean | dev std | seeds | last best | run hours |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "All trials (dev Macro-F1 x100; `last best`: seeds whose best dev epoch was the last; `collapsed`: "
+              "seeds that collapsed, a trial with one is not ranked):", "",
+              "| dataset | method | trial | rank | dev mean | dev std | seeds | collapsed | last best | run hours |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in ranked.itertuples():
         rank = "-" if np.isnan(r.rank) else f"{r.rank:.0f}"
         std = "-" if np.isnan(r.dev_std) else f"{100 * r.dev_std:.1f}"
         lines.append(f"| {r.dataset} | {r.method} | `{r.trial}` | {rank} | {100 * r.dev_mean:.1f} | {std} | "
-                     f"{','.join(map(str, r.seeds))} | {r.last_epoch_best}/{r.n} | {r.hours:.2f} |")
+                     f"{','.join(map(str, r.seeds))} | {r.collapsed} | {r.last_epoch_best}/{r.n} | {r.hours:.2f} |")
     moved = ranked[ranked[list(DIAGNOSTICS)].notna().any(axis=1)]
     if len(moved):
         lines += ["", "HAMR trials: did each module move? Last epoch, mean over seeds: the post-meta weights' "
