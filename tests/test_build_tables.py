@@ -188,3 +188,18 @@ def test_the_caption_states_the_steps_and_names_a_dataset_whose_methods_took_une
     build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
     caption = (tmp_path / "t" / "main.md").read_text().split("\n")[2]
     assert "optimizer steps per run: BioNLP UNEQUAL: 189 (CE); 225 (HAMR), SST-5 125;" in caption
+
+
+def test_hamr_over_the_loss_chosen_on_dev_has_its_column_and_its_gain(tmp_path, build_tables):
+    for seed in (1, 2):
+        fake_run(tmp_path, "ce", seed, dev=0.5, test=0.5, pred=np.zeros_like(GOLD))
+        fake_run(tmp_path, "hamr_full", seed, dev=0.5, test=0.5, pred=np.zeros_like(GOLD))
+        fake_run(tmp_path, "hamr-focal_full", seed, dev=0.6, test=1.0, pred=GOLD.copy())  # best on dev: chosen
+        fake_run(tmp_path, "hamr-icf_full", seed, dev=0.55, test=1.0, pred=GOLD.copy())
+    build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    row = main_row(tmp_path / "t")
+    assert row["HAMR + loss (dev)"] == "**100.0 ± 0.0 (n=2)** (HAMR + Focal)"
+    assert row["HAMR + loss - best baseline"] == "+66.7" and row["HAMR - best baseline"] == "+0.0"
+    seeds = pd.read_csv(tmp_path / "t" / "seeds.csv", dtype=str, keep_default_na=False).set_index("configuration")
+    assert seeds.loc["HAMR + ICF", "seed 1"] == "100.0 (55.0)"
+    assert main_row(tmp_path / "t", "BioNLP")["HAMR + loss (dev)"] == "missing"

@@ -202,3 +202,17 @@ def test_the_hamr_presets_inherit_every_value_they_do_not_spell_out(compose_cfg)
         composed = OmegaConf.to_container(compose_cfg(["method=hamr", f"hamr={preset}"]), resolve=True)["hamr"]
         inherited = {k: v for k, v in differing_defaults("hamr", composed, HamrConfig).items() if k not in spelt_out}
         assert inherited == {}, preset
+
+
+@pytest.mark.parametrize("loss,name", [("ce", "hamr_full"), ("focal", "hamr-focal_full"), ("icf", "hamr-icf_full")])
+def test_hamr_over_a_loss_names_it_and_reads_hamrs_knobs_and_the_losss_own_tuned_values(compose_cfg, loss, name):
+    settings = validate(compose_cfg(["experiment=table_cpu", "method=hamr", f"baseline_loss={loss}",
+                                     "dataset=hurricane_irma_2017", *TUNED]))
+    assert settings.method.name == name
+    assert settings.trainer.lr == pytest.approx(4e-4)  # HAMR's tuned lr, over whatever loss
+    if loss == "focal":
+        assert settings.baseline_loss["gamma"] == pytest.approx(1.0)  # focal's own tuned gamma
+    own = ["~tuned", "+tuned={lr:{hamr-focal:[0.0001,0.0002],hamr:[0.0004,0.0002]}}"]
+    if loss == "focal":  # an entry of its own wins over HAMR's
+        assert validate(compose_cfg(["experiment=table_cpu", "method=hamr", "baseline_loss=focal",
+                                     "dataset=hurricane_irma_2017", *own])).trainer.lr == pytest.approx(1e-4)

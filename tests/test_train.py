@@ -298,3 +298,13 @@ def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, ove
         assert record is None
         return
     assert record is not None and record["seed"] == int(seed)
+
+
+def test_hamr_over_focal_trains_into_its_own_folder(tmp_path, data_dir):
+    proc = train_cli("debug=smoke", "method=hamr", "baseline_loss=focal", "model=tiny_random",
+                     "dataset.max_train_examples=48", "dataset.max_eval_examples=24", f"paths.results_dir={tmp_path}",
+                     f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/out", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = check_run(tmp_path / "runs" / "cyclone_idai_2019" / "hamr-focal_full" / "seed=42", "cyclone_idai_2019",
+                        "hamr-focal_full")
+    assert metrics["loss"] == "FocalLoss" and metrics["history"][0]["meta_loss"] > 0

@@ -318,23 +318,37 @@ def is_baseline_method(method: Any) -> bool:
     return str(method.get("_target_", "")).endswith("BaselineMethod.from_context")
 
 
-def tuning_key(root: DictConfig) -> str:
-    """The entry of a profile's ``tuned`` values a run reads: a baseline's loss (its method.name), or
-    the HAMR preset's name for every ablation of it (``hamr``; ``hamr_authors``)."""
-    return str(root.method.name) if is_baseline_method(root.method) else str(root.hamr.name)
+def hamr_method_name(hamr_name: str, loss: str, ablation: str) -> str:
+    """``${hamr_method_name:${hamr.name},<loss choice>,${ablation.name}}``: a HAMR run's folder name,
+    ``<hamr.name>_<ablation>`` when HAMR weights cross-entropy (its default, the paper's), else
+    ``<hamr.name>-<loss>_<ablation>`` (HAMR over focal: ``hamr-focal_full``)."""
+    return f"{hamr_name}_{ablation}" if loss == "ce" else f"{hamr_name}-{loss}_{ablation}"
+
+
+def tuning_keys(root: DictConfig) -> list[str]:
+    """The entries of a profile's ``tuned`` values a run reads, first found first: a baseline's loss
+    (its method.name); for HAMR its preset's name (``hamr``, every ablation; ``hamr_authors``), and
+    for HAMR over another loss (``hamr-focal``) that name, then the preset's (HAMR's knobs and lr),
+    then the loss's (its own parameters, e.g. focal's gamma)."""
+    if is_baseline_method(root.method):
+        return [str(root.method.name)]
+    name = str(root.method.name).removesuffix(f"_{root.ablation.name}")
+    preset, _, loss = name.partition("-")
+    return [name, preset, loss] if loss else [name]
 
 
 def tuned(option: str, default: Any, *, _root_: DictConfig) -> Any:
     """``${tuned:<option>,<default>}``: the profile's dev-chosen value of ``option`` for this run's
-    method (:func:`tuning_key`) and task, from ``tuned.<option>.<key>: [classification, NER]``;
+    method (:func:`tuning_keys`) and task, from ``tuned.<option>.<key>: [classification, NER]``;
     ``default`` where the profile chose none for this method (or has no ``tuned`` values)."""
-    key = tuning_key(_root_)
-    entry = OmegaConf.select(_root_, f"tuned.{option}.{key}", default=None)
-    if entry is None:
-        return default
-    if len(entry) != 2:
-        raise ConfigError(f"tuned.{option}.{key} is {list(entry)}: expected [classification value, NER value]")
-    return per_task(_root_.dataset.task, *entry)
+    for key in tuning_keys(_root_):
+        entry = OmegaConf.select(_root_, f"tuned.{option}.{key}", default=None)
+        if entry is None:
+            continue
+        if len(entry) != 2:
+            raise ConfigError(f"tuned.{option}.{key} is {list(entry)}: expected [classification value, NER value]")
+        return per_task(_root_.dataset.task, *entry)
+    return default
 
 
 MAX_DIRNAME_BYTES = 240  # file systems refuse names over 255 bytes (every folder made so far fits)
@@ -354,11 +368,13 @@ def short_dirname(name: str) -> str:
 
 
 def register_configs() -> None:
-    """Register the schemas and the ``per_task``, ``tuned`` and ``short_dirname`` resolvers; called before Hydra composes."""
+    """Register the schemas and the ``per_task``, ``tuned``, ``short_dirname`` and ``hamr_method_name``
+    resolvers; called before Hydra composes."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("per_task", per_task, replace=True)
     OmegaConf.register_new_resolver("tuned", tuned, replace=True)
     OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
+    OmegaConf.register_new_resolver("hamr_method_name", hamr_method_name, replace=True)
 
 
 def validate(cfg: DictConfig) -> TrainConfig:

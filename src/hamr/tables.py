@@ -46,8 +46,11 @@ ABLATION_NAMES = {"full": "full", "no_resampling": "w/o resampling", "no_meta_we
 ABLATIONS = [f"{h}_{a}" for h in HAMRS for a in ABLATION_NAMES]
 ABLATION_DATASETS = ["bionlp2004", "hurricane_irma_2017"]
 HAMR_NAMES = {"hamr": "HAMR", "hamr_authors": "HAMR (authors' per-step values)"}
+HAMR_LOSSES = ["focal", "dice", "icf"]  # HAMR over another loss: method=hamr baseline_loss=<loss>
+HAMR_OVER_LOSS = [f"hamr-{loss}_full" for loss in HAMR_LOSSES]
 NAMES = {"ce": "CE", "focal": "Focal", "dice": "Dice", "icf": "ICF",
          **{f"{h}_full": HAMR_NAMES[h] for h in HAMRS},
+         **{f"hamr-{loss}_full": f"HAMR + {name}" for loss, name in (("focal", "Focal"), ("dice", "Dice"), ("icf", "ICF"))},
          **{f"{h}_{a}": f"{HAMR_NAMES[h]} {name}" for h in HAMRS for a, name in ABLATION_NAMES.items() if a != "full"}}
 
 
@@ -115,10 +118,11 @@ def fmt_p(p_value: float, resamples: int) -> str:
     return f"{p_value:.3f}" if p_value >= 1 / resamples else f"<{1 / resamples:g}"
 
 
-def best_baseline(runs: pd.DataFrame, dataset: str) -> str | None:
-    """The baseline with the best mean dev Macro-F1 over its seeds that did not collapse (the rule
-    every method's mean is also shown under); None when no baseline has such a seed."""
-    sel = runs[(runs.dataset == dataset) & runs.method.isin(BASELINES)] if len(runs) else runs
+def best_baseline(runs: pd.DataFrame, dataset: str, candidates: list[str] = BASELINES) -> str | None:
+    """Of ``candidates`` (the baselines; or HAMR over each loss), the one with the best mean dev
+    Macro-F1 over its seeds that did not collapse (the rule every method's mean is also shown
+    under); None when none has such a seed."""
+    sel = runs[(runs.dataset == dataset) & runs.method.isin(candidates)] if len(runs) else runs
     sel = sel[~sel.collapsed.astype(bool)] if len(sel) else sel
     if len(sel) == 0:
         return None
@@ -126,28 +130,36 @@ def best_baseline(runs: pd.DataFrame, dataset: str) -> str | None:
 
 
 GAIN_COLUMNS = {"hamr": ("HAMR - best baseline", "95% CI", "p"),
+                "hamr+loss": ("HAMR + loss - best baseline", "HAMR + loss 95% CI", "HAMR + loss p"),
                 "hamr_authors": ("authors' - best baseline", "authors' 95% CI", "authors' p")}
+HAMR_PLUS_LOSS = "HAMR + loss (dev)"  # the main table's column: HAMR over the loss chosen on dev
 
 
 def main_table(runs, failed, resamples) -> pd.DataFrame:
     rows = []
     for dataset in paper.DATASETS:
+        over_loss = best_baseline(runs, dataset, HAMR_OVER_LOSS)  # HAMR over the loss chosen on dev, if any ran
         cells = {m: cell(runs, failed, dataset, m) for m in MAIN_METHODS}
-        done = {m: round(c["mean"], 1) for m, c in cells.items() if c["status"] == "ok"}
+        shown = {**cells, **({over_loss: cell(runs, failed, dataset, over_loss)} if over_loss else {})}
+        done = {m: round(c["mean"], 1) for m, c in shown.items() if c["status"] == "ok"}
         best = {m for m, value in done.items() if value == max(done.values())}  # ties as shown: all bold
         baseline = best_baseline(runs, dataset)
         row = {"dataset": paper.DISPLAY[dataset], "_tests": {}}
         row.update({NAMES[m]: fmt(c, bold=(m in best)) for m, c in cells.items()})
         row["_tex"] = {NAMES[m]: fmt(c, bold=(m in best), tex=True) for m, c in cells.items()}
+        if over_loss:
+            row[HAMR_PLUS_LOSS] = f"{fmt(shown[over_loss], bold=over_loss in best)} ({NAMES[over_loss]})"
+            row["_tex"][HAMR_PLUS_LOSS] = f"{fmt(shown[over_loss], bold=over_loss in best, tex=True)} ({NAMES[over_loss]})"
+        else:
+            row[HAMR_PLUS_LOSS] = "missing"
         hamr_paper, base_paper, base_name = paper.MAIN[dataset]
         row["paper HAMR"] = f"{hamr_paper:.1f}"
         row["paper best baseline"] = f"{base_paper:.1f} ({base_name})"
         row["best baseline (dev)"] = NAMES.get(baseline, "missing")
-        for hamr in reversed(HAMRS):  # HAMR's columns first
-            gain, interval, p = GAIN_COLUMNS[hamr]
-            method = f"{hamr}_full"
-            test = significance(runs, dataset, method, baseline, resamples) if baseline else None
-            if test and cells[method]["status"] == "ok":
+        for key, method in (("hamr", "hamr_full"), ("hamr+loss", over_loss), ("hamr_authors", "hamr_authors_full")):
+            gain, interval, p = GAIN_COLUMNS[key]
+            test = significance(runs, dataset, method, baseline, resamples) if baseline and method else None
+            if test and shown[method]["status"] == "ok":
                 row[gain] = f"{100 * test['delta']:+.1f}"
                 row[interval] = f"[{100 * test['ci_low']:+.1f}, {100 * test['ci_high']:+.1f}]"
                 row[p] = fmt_p(test["p_value"], resamples)
@@ -213,7 +225,7 @@ def seeds_table(runs, failed) -> pd.DataFrame:
     seeds = sorted(set(runs.seed) | set(failed.seed)) if len(runs) else []
     rows = []
     for dataset in paper.DATASETS:
-        for method in [*MAIN_METHODS, *(a for a in ABLATIONS if a not in MAIN_METHODS)]:
+        for method in [*MAIN_METHODS, *HAMR_OVER_LOSS, *(a for a in ABLATIONS if a not in MAIN_METHODS)]:
             sel = runs[(runs.dataset == dataset) & (runs.method == method)].set_index("seed")
             if len(sel) == 0:
                 continue

@@ -31,8 +31,8 @@ from hamr.data.prepare import load_dataset_splits
 from hamr.data.records import DataError
 from hamr.evaluation import compact_predictions, predict, score
 from hamr.lock import RunLock
-from hamr.metrics import collapsed, zero_f1_classes
 from hamr.loop import NumericalError, RunContext, fit, train_step
+from hamr.metrics import collapsed, zero_f1_classes
 from hamr.models import build_model, load_tokenizer
 from hamr.results import atomic_write_json, git_commit, write_run
 from hamr.tracking import make_tracker

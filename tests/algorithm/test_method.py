@@ -32,7 +32,8 @@ ABLATIONS = {
 }
 
 
-def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope=None, **hp_values):
+def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope=None, loss=None, task="cls",
+                **hp_values):
     hp = HamrConfig(meta_batch_size=4, weight_net_hidden=8, inner_lr=0.5, inner_lr_ratio=None, k=3, hard_ratio=0.25,
                     gamma=0.5, hardness_half_life=None, meta=meta or MetaConfig(), **hp_values)
     rng = np.random.default_rng(0)
@@ -45,8 +46,8 @@ def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope
             yield {**x, "labels": y}
 
     rates = step_rates(hp, trainer_lr=1e-3, steps_per_epoch=4, epochs=1)
-    method = HamrMethod(name=f"hamr_{ablation}", loss=CrossEntropyLoss(), hp=hp, rates=rates, ablation=ABLATIONS[ablation],
-                        task="cls", device=torch.device("cpu"), pool=np.arange(N), n_train=N,
+    method = HamrMethod(name=f"hamr_{ablation}", loss=loss or CrossEntropyLoss(), hp=hp, rates=rates,
+                        ablation=ABLATIONS[ablation], task=task, device=torch.device("cpu"), pool=np.arange(N), n_train=N,
                         meta_batches=endless(meta_batches()), neighbours=knn_graph(embeddings, hp.k),
                         pool_classes=["a"] * 8 + ["b"] * 4, seed=0, scope=scope)
     method.weight_net.double()
@@ -360,3 +361,31 @@ def test_a_flat_weight_curve_is_reported_and_warned_about(model, caplog):
         method.weight_net.net[0].weight.zero_()
     assert method.end_epoch(1)["weight_curve_spread"] == pytest.approx(0.0)
     assert "the weight network's curve is flat" in caplog.text
+
+
+def every_loss():
+    from hamr.losses import FocalLoss, InverseClassFrequencyLoss, SelfAdjustingDiceLoss
+
+    icf = InverseClassFrequencyLoss()
+    icf.prepare(torch.tensor([30, 10, 5]))
+    return {"ce": CrossEntropyLoss(), "focal": FocalLoss(gamma=2.0), "dice": SelfAdjustingDiceLoss(0.01, 1.0, True),
+            "icf": icf}
+
+
+@pytest.mark.parametrize("name", ["ce", "focal", "dice", "icf"])
+def test_hamr_over_any_loss_weights_that_losss_per_example_values(name):
+    """HAMR + <loss>: the per-example values it weights average to the loss object's own reduction
+    (classification: the batch mean; NER, ner_example_loss=tokens: the token mean), and the hardness
+    signal is that loss's value (NER: its max token value)."""
+    loss = every_loss()[name]
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 0, 1])
+    signal, optimised = make_method("full", loss=loss).example_loss(logits, labels)
+    torch.testing.assert_close(optimised.mean(), loss(logits, labels))
+    torch.testing.assert_close(signal, optimised)
+    tokens, tags = torch.randn(4, 5, 3, dtype=torch.float64), torch.tensor(
+        [[0, 1, -100, 2, 0], [1, -100, -100, 0, 0], [2, 2, 2, 2, -100], [0, -100, -100, -100, -100]])
+    signal, optimised = make_method("full", loss=loss, task="ner").example_loss(tokens, tags)
+    torch.testing.assert_close(optimised.mean(), loss(tokens, tags))
+    per_token = loss.element_losses(tokens, tags).masked_fill(tags == -100, float("-inf"))
+    torch.testing.assert_close(signal, per_token.amax(dim=1))
