@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler, set_seed
 
+from hamr.algorithm.rates import steps_per_epoch
 from hamr.checkpoint import Checkpointer, Stopped
 from hamr.config import ConfigError, is_baseline_method, register_configs, validate
 from hamr.cuda_graphs import GraphedTraining, graph_ready_optimizer
@@ -155,7 +156,7 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
                                   device=device)
     else:
         optimizer, step_fn = torch.optim.AdamW(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay), train_step
-    total_steps = tr.epochs * -(-method.epoch_size(len(encoded["train"])) // tr.batch_size)
+    total_steps = tr.epochs * steps_per_epoch(method.epoch_size(len(encoded["train"])), tr.batch_size)
     scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
 

@@ -389,3 +389,17 @@ def test_hamr_over_any_loss_weights_that_losss_per_example_values(name):
     torch.testing.assert_close(optimised.mean(), loss(tokens, tags))
     per_token = loss.element_losses(tokens, tags).masked_fill(tags == -100, float("-inf"))
     torch.testing.assert_close(signal, per_token.amax(dim=1))
+
+
+@pytest.mark.parametrize("ablation", list(ABLATIONS))
+def test_with_oversample_one_every_ablation_takes_the_baselines_steps(ablation):
+    """Equal steps: at oversample 1.0 every HAMR configuration visits N examples an epoch, as a
+    baseline does; at the paper's 1.2 the resampling ones draw ceil(1.2 N)."""
+    from hamr.loop import BaselineMethod
+
+    baseline = BaselineMethod(CrossEntropyLoss(), "ce", torch.device("cpu")).epoch_size(N)
+    assert make_method(ablation, oversample=1.0).epoch_size(N) == baseline == N
+    resampled = ABLATIONS[ablation].resampling
+    assert make_method(ablation, oversample=1.2).epoch_size(N) == (math.ceil(1.2 * N) if resampled else N)
+    order = make_method(ablation, oversample=1.0).epoch_order(0, N, torch.Generator().manual_seed(0))
+    assert len(order) == N

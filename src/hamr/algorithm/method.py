@@ -4,7 +4,6 @@ hardness-aware neighbourhood resampling, with the ablation switches of method.md
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 
@@ -22,8 +21,8 @@ from hamr.algorithm.hardness import (
 from hamr.algorithm.meta_set import balanced_meta_indices
 from hamr.algorithm.meta_step import meta_step, scope_parameter_names
 from hamr.algorithm.neighbors import embed_texts, hard_examples, knn_graph, neighbourhood_scores
-from hamr.algorithm.rates import StepRates, step_rates
-from hamr.algorithm.sampling import draw, sampling_probabilities
+from hamr.algorithm.rates import StepRates, step_rates, steps_per_epoch
+from hamr.algorithm.sampling import draw, draws_per_epoch, sampling_probabilities
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights, weight_curve
 from hamr.config import ConfigError
 from hamr.cuda_graphs import graph_ready_optimizer, hamr_step, lr_on_device
@@ -139,8 +138,8 @@ class HamrMethod:
         if hp.meta.every > 1:
             log.info("meta step: every %d training steps; weights from the current f_θ in between", hp.meta.every)
         trainer = settings.trainer
-        epoch_size = math.ceil(hp.oversample * len(pool)) if ablation.resampling else len(pool)
-        rates = step_rates(hp, trainer_lr=trainer.lr, steps_per_epoch=math.ceil(epoch_size / trainer.batch_size),
+        rates = step_rates(hp, trainer_lr=trainer.lr,
+                           steps_per_epoch=steps_per_epoch(hamr_epoch_size(hp, ablation, len(pool)), trainer.batch_size),
                            epochs=trainer.epochs)
         log.info("HAMR per-step rates: hardness EMA decay %.4g per %s, inner lr %.3g, weight-net lr %.3g "
                  "(%d meta steps)", rates.gamma, "visit" if hp.ema_rule == "per_example" else "step",
@@ -153,7 +152,7 @@ class HamrMethod:
 
     # --- the loop's interface -------------------------------------------------------------
     def epoch_size(self, n_train: int) -> int:
-        return math.ceil(self.hp.oversample * len(self.pool)) if self.ablation.resampling else len(self.pool)
+        return hamr_epoch_size(self.hp, self.ablation, len(self.pool))
 
     def probabilities(self) -> np.ndarray:
         b = self.b if self.ablation.neighbor_boost else np.zeros_like(self.b)
@@ -355,6 +354,11 @@ class HamrMethod:
             gaps.append(abs(row[f"sample_share/{c}"] - row[f"data_share/{c}"]))
         row["max_share_gap"] = max(gaps)
         return row
+
+
+def hamr_epoch_size(hp, ablation, pool_size: int) -> int:
+    """Examples one HAMR epoch visits: oversample x the pool when it resamples, else the pool once."""
+    return draws_per_epoch(pool_size, hp.oversample) if ablation.resampling else pool_size
 
 
 def _parameter_norm(module: torch.nn.Module) -> float:

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 from hamr.algorithm.hardness import decay_for_half_life
 
 
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Optimizer steps of an epoch that visits ``examples`` examples in batches of ``batch_size``
+    (the last batch may be smaller)."""
+    return math.ceil(examples / batch_size)
+
+
 @dataclass(frozen=True)
 class StepRates:
     gamma: float  # hardness EMA decay per application (a visit: per_example; a training step: global_decay)

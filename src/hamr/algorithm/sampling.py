@@ -14,7 +14,12 @@ def sampling_probabilities(h: np.ndarray, b: np.ndarray, tau: float, lambda_: fl
     return scores / scores.sum()
 
 
+def draws_per_epoch(n: int, oversample: float) -> int:
+    """How many examples a resampled epoch draws from N = ``n``: ceil(oversample * N)."""
+    return math.ceil(oversample * n)
+
+
 def draw(p: np.ndarray, oversample: float, generator: torch.Generator) -> torch.Tensor:
-    """ceil(oversample * N) indices drawn with replacement from p."""
-    count = math.ceil(oversample * len(p))
+    """:func:`draws_per_epoch` indices drawn with replacement from p (N,)."""
+    count = draws_per_epoch(len(p), oversample)
     return torch.multinomial(torch.as_tensor(p, dtype=torch.float64), count, replacement=True, generator=generator)
