@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hamr.reproduce import differences, rerun
+from hamr.reproduce import UntrustedRecord, differences, rerun
 
 
 def main(argv=None) -> int:
@@ -26,7 +26,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="hamr-reproduce-") as scratch:
-        found = differences(args.run_dir, rerun(args.run_dir, Path(scratch), args.data_dir))
+        try:
+            found = differences(args.run_dir, rerun(args.run_dir, Path(scratch), args.data_dir))
+        except UntrustedRecord as err:
+            raise SystemExit(f"error: {err}") from None
     where = f"{platform.machine()}, {time.strftime('%Y-%m-%d %H:%M %Z')}, {time.time() - started:.0f} s"
     if found:
         print(f"{args.run_dir}: NOT reproduced ({where}):\n  " + "\n  ".join(found))

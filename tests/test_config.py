@@ -98,6 +98,13 @@ def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):
     ("trainer.graph_lengths=[64,32]", "trainer.graph_lengths=[64, 32] is invalid; allowed: null or increasing lengths "
                                       "in [8, trainer.max_length=128]"),
     ("trainer.graph_lengths=[32,256]", "trainer.graph_lengths=[32, 256] is invalid"),
+    # names that become folders stay one folder: no way out of results_dir or the caches
+    ("dataset.name=../../../escaped", "dataset.name='../../../escaped' is invalid; allowed: letters, digits and "
+                                      "_ . + - (one folder name, not . or ..)"),
+    ("dataset.name=..", "dataset.name='..' is invalid"),
+    ("hamr.name=a/b", "hamr.name='a/b' is invalid"),
+    ("ablation.name=..", "ablation.name='..' is invalid"),
+    ("model.name=x/../y", "model.name='x/../y' is invalid"),
 ])
 def test_out_of_range_values_fail_at_start_up(compose_cfg, override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

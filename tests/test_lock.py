@@ -105,3 +105,42 @@ def test_a_lock_without_heartbeat_from_another_host_is_taken_over(tmp_path, capl
     # a live holder elsewhere with a fresh heartbeat is waited for, not taken over
     (folder / "run.lock").write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": "now"}))
     assert RunLock(folder)._stale(json.loads((folder / "run.lock").read_text())) is None
+
+
+def test_an_empty_lock_file_is_polled_without_spinning_then_taken_over(tmp_path, caplog):
+    """An empty run.lock (its writer died before filling it) neither hangs a job nor burns a core:
+    fresh, it is polled with a sleep; older than unreadable_stale_after it is taken over."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.lock").write_text("")
+    import threading
+
+    lock, got, tries = RunLock(folder, poll=0.2, unreadable_stale_after=1.0), [], []
+    create = lock._create
+    lock._create = lambda: tries.append(1) or create()
+    wall = time.time()
+    with caplog.at_level("WARNING", logger="hamr.lock"):
+        worker = threading.Thread(target=lambda: got.append(lock.acquire()), daemon=True)
+        worker.start()
+        worker.join(timeout=10)  # a hang fails here instead of hanging the suite
+    assert got == [True]  # done, and it never had to wait for a live holder
+    wall = time.time() - wall
+    assert 0.9 <= wall < 5 and len(tries) <= 12  # waited about a second, looking every 0.2 s (a spin: thousands)
+    assert "taking over an unreadable lock file" in caplog.text and str(folder / "run.lock") in caplog.text
+    assert json.loads((folder / "run.lock").read_text())["pid"] == os.getpid()
+    lock.release()
+    old = time.time() - 120  # an empty lock a minute old is taken over at once with the default
+    (folder / "run.lock").write_text("")
+    os.utime(folder / "run.lock", (old, old))
+    started = time.time()
+    assert RunLock(folder).acquire() and time.time() - started < 1
+
+
+def test_the_lock_is_never_seen_half_written(tmp_path):
+    """The lock appears with its content (hard link of a filled file), and leaves no temporary file."""
+    folder = tmp_path / "run"
+    lock = RunLock(folder)
+    assert lock._create()
+    assert json.loads((folder / "run.lock").read_text())["host"] == socket.gethostname()
+    assert sorted(p.name for p in folder.iterdir()) == ["run.lock"]
+    assert not RunLock(folder)._create() and sorted(p.name for p in folder.iterdir()) == ["run.lock"]

@@ -29,3 +29,24 @@ def test_a_run_retrained_from_its_record_is_equal_to_the_digit_and_a_changed_one
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     changed = subprocess.run(check, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert changed.returncode == 1 and "NOT reproduced" in changed.stdout and "epoch 2 train_loss" in changed.stdout
+
+
+@pytest.mark.parametrize("section,target", [("baseline_loss", "torch.load"), ("method", "os.system"),
+                                            ("model", "builtins.exec")])
+def test_a_record_naming_other_code_is_refused_before_anything_runs(tmp_path, section, target):
+    """A received metrics.json whose config names code (here with a payload that would write a
+    marker) is refused with one line naming the file and the key; nothing is instantiated."""
+    record = json.loads((ROOT / "results/table_cpu/runs/mit_restaurant/ce/seed=1/metrics.json").read_text())
+    marker = tmp_path / "marker"
+    record["config"][section] = {**record["config"].get(section, {}), "_target_": target,
+                                 "_args_": [f"echo ran > {marker}"]}
+    folder = tmp_path / "received"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps(record))
+    proc = subprocess.run([sys.executable, "scripts/check_reproduce.py", str(folder)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and not marker.exists()
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {folder / 'metrics.json'}: config.{section}._target_='{target}' is not one of the project's losses or "
+        "methods: a record may not name other code (edit the record, or train it with python -m hamr.train if you "
+        "trust that code)"]

@@ -34,8 +34,10 @@ def checkpoint_epoch(results: Path) -> tuple[int, int] | None:
     found = list((results / "checkpoints").glob("*/last.pt"))
     if not found:
         return None
+    from hamr.checkpoint import decode_checkpoint
+
     try:
-        state = torch.load(found[0], map_location="cpu", weights_only=False)
+        state = decode_checkpoint(found[0].read_bytes())
     except Exception:  # noqa: BLE001 - being written right now (atomic rename: rare)
         return None
     return state["epoch"], state["batch_in_epoch"]
@@ -116,3 +118,60 @@ def test_a_checkpoint_of_another_configuration_is_refused_and_the_run_starts_afr
         other = Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 2e-4}}).load()
     assert other is None and "belongs to another configuration" in caplog.text
     assert Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 1e-4}}, resume=False).load() is None
+
+
+class _Payload:
+    """A pickle that writes a marker file when it is unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def crafted_checkpoints(marker: Path) -> dict[str, bytes]:
+    """A plain pickle, and one behind this project's header with a correct checksum: neither runs."""
+    import hashlib
+    import io
+
+    from hamr.checkpoint import HEADER
+
+    buffer = io.BytesIO()
+    torch.save({"epoch": 1, "evil": _Payload(marker)}, buffer)
+    payload = buffer.getvalue()
+    return {"plain pickle": payload,
+            "with header": HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload}
+
+
+@pytest.mark.parametrize("kind", ["plain pickle", "with header", "damaged", "truncated"])
+def test_a_crafted_or_damaged_checkpoint_runs_nothing_and_is_set_aside(tmp_path, caplog, kind):
+    from hamr.checkpoint import Checkpointer
+
+    marker, run_folder = tmp_path / "marker", tmp_path / "runs" / "x" / "seed=1"
+    checkpointer = Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 1e-4}})
+    checkpointer.save({"epoch": 1, "batch_in_epoch": 0, "h": np.arange(3.0), "rng": np.random.get_state()})
+    data = checkpointer.path.read_bytes()
+    if kind == "damaged":  # 64 bytes of the payload overwritten
+        data = data[:200] + b"\x7f" * 64 + data[264:]
+    elif kind == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data = crafted_checkpoints(marker)[kind]
+    checkpointer.path.write_bytes(data)
+    with caplog.at_level("WARNING", logger="hamr.checkpoint"):
+        assert checkpointer.load() is None
+    assert not marker.exists()
+    assert "cannot be resumed" in caplog.text and str(checkpointer.path) in caplog.text
+    assert not checkpointer.path.exists() and len(list(checkpointer.folder.glob("last.pt.unreadable-*"))) == 1
+
+
+def test_a_checkpoint_round_trips_numpy_state_and_the_rng():
+    from hamr.checkpoint import decode_checkpoint, encode_checkpoint
+
+    state = {"h": np.linspace(0, 1, 5), "positions": [(np.array([1, 2], dtype=np.int64), torch.ones(2))],
+             "numpy_rng": np.random.get_state(), "scalar": np.float64(0.25), "t": torch.arange(3)}
+    back = decode_checkpoint(encode_checkpoint(state))
+    np.testing.assert_array_equal(back["h"], state["h"]) and np.testing.assert_array_equal(back["positions"][0][0], [1, 2])
+    assert back["scalar"] == 0.25 and isinstance(back["positions"][0], tuple) and torch.equal(back["t"], state["t"])
+    np.random.set_state(back["numpy_rng"])  # a valid numpy RNG state

@@ -8,6 +8,7 @@ of the wrong type fails at composition time; the range checks in ``__post_init__
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,15 @@ def _check(condition: bool, name: str, allowed: str, value: Any) -> None:
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     _check(value in choices, name, " | ".join(map(str, choices)), value)
+
+
+_PATH_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def _check_path_name(name: str, value: Any) -> None:
+    """Names that become a folder or file name (run folders, caches) stay one path component."""
+    _check(isinstance(value, str) and _PATH_NAME.fullmatch(value) is not None and value not in (".", ".."), name,
+           "letters, digits and _ . + - (one folder name, not . or ..)", value)
 
 
 @dataclass
@@ -63,6 +73,7 @@ class DatasetConfig:
     hub: HubConfig = field(default_factory=HubConfig)
 
     def __post_init__(self) -> None:
+        _check_path_name("dataset.name", self.name)
         _check_choice("dataset.task", self.task, TASKS)
         if self.max_train_examples is not None:
             _check(self.max_train_examples > 0, "dataset.max_train_examples", "> 0 or null",
@@ -82,6 +93,9 @@ class ModelConfig:
     # When set, the encoder is built with random weights from this config (tests, benchmarks).
     random_init: dict[str, Any] | None = None
     attn_implementation: str | None = None  # eager | sdpa | null (transformers' choice)
+
+    def __post_init__(self) -> None:
+        _check_path_name("model.name", self.name)
 
 
 @dataclass
@@ -161,6 +175,9 @@ class MethodConfig:
     _partial_: bool = True
     name: str = MISSING  # folder name of the method in results/runs/<dataset>/<method>/
 
+    def __post_init__(self) -> None:
+        _check_path_name("method.name", self.name)
+
 
 @dataclass
 class MetaConfig:
@@ -232,6 +249,7 @@ class HamrConfig:
     name: str = "hamr"  # results go under <name>_<ablation> (authors' preset: hamr_authors)
 
     def __post_init__(self) -> None:
+        _check_path_name("hamr.name", self.name)
         _check(self.tau > 0, "hamr.tau", "> 0", self.tau)
         _check(self.lambda_ >= 0, "hamr.lambda_", ">= 0", self.lambda_)
         _exactly_one(("gamma", "hardness_half_life"), (self.gamma, self.hardness_half_life),
@@ -277,6 +295,9 @@ class AblationConfig:
     weighted_update: bool = True  # the real update uses w_post (else the unweighted loss)
     resampling: bool = True  # hardness-aware sampling (else ordinary shuffled epochs)
     neighbor_boost: bool = True  # the kNN boost b (else b = 0)
+
+    def __post_init__(self) -> None:
+        _check_path_name("ablation.name", self.name)
 
 
 @dataclass

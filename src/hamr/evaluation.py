@@ -11,6 +11,8 @@ from hamr.data.encode import IGNORE_INDEX, EncodedSplit, length_sorted_loader, m
 from hamr.data.records import Split, TaskData
 from hamr.metrics import classification_scores, ner_scores
 
+NO_PREDICTION = -1  # NER: a word the model made no prediction for; scored as O
+
 
 def autocast(device: torch.device, precision: str):
     if precision == "bf16" and device.type == "cuda":
@@ -21,8 +23,10 @@ def autocast(device: torch.device, precision: str):
 @torch.no_grad()
 def predict(model, data: EncodedSplit, collate, batch_size: int, device: torch.device,
             precision: str = "fp32") -> list:
-    """Predicted label ids in split order: an int per example (cls) or, per sentence, the ids at
-    the first sub-word of each word that survived truncation (ner)."""
+    """Predicted label ids in split order: an int per example (cls) or, per sentence, one per word
+    (ner): the prediction at the word's first sub-word, mapped through the tokenizer's word_ids
+    (``data.words``), and NO_PREDICTION for a word without a sub-word (cut by truncation, or one
+    the tokenizer drops, such as a zero-width space)."""
     was_training = model.training
     model.eval()
     loader, order = length_sorted_loader(data, collate, batch_size)
@@ -40,19 +44,34 @@ def predict(model, data: EncodedSplit, collate, batch_size: int, device: torch.d
     restored: list = [None] * len(order)
     for position, i in enumerate(order):
         restored[i] = outputs[position]
-    return restored
+    if data.words is None:
+        return restored
+    sentences = []
+    for words, labelled in zip(data.words, restored):
+        per_word = [NO_PREDICTION] * (max(words, default=-1) + 1)
+        for word, label in zip(words, labelled):
+            per_word[word] = label
+        sentences.append(per_word)
+    return sentences
 
 
 def score(task_data: TaskData, split: Split, predictions: list, seqeval_mode: str = "default") -> dict:
     """Scores of ``predictions`` (from :func:`predict`) against the split's gold labels. NER words
-    cut by truncation are predicted ``O``, so gold entities are never dropped from the count."""
+    without a prediction (cut by truncation, or given no sub-word) are predicted ``O``, so gold
+    entities are never dropped from the count and every other word keeps its own prediction."""
     names = task_data.label_names
     if task_data.task == "cls":
         gold = [task_data.label2id[t] for t in split.targets]
         return classification_scores(gold, predictions, names)
-    pred_tags = [[names[i] for i in p] + ["O"] * (len(gold) - len(p))
-                 for p, gold in zip(predictions, split.targets)]
-    return ner_scores(split.targets, pred_tags, mode=seqeval_mode)
+    return ner_scores(split.targets, [[names[i] for i in p] for p in word_predictions(task_data, split, predictions)],
+                      mode=seqeval_mode)
+
+
+def word_predictions(task_data: TaskData, split: Split, predictions: list) -> list[list[int]]:
+    """NER: one label id per gold word, ``O``'s id where the model made no prediction."""
+    outside = task_data.label2id["O"]
+    return [[i if i != NO_PREDICTION else outside for i in p] + [outside] * (len(tags) - len(p))
+            for p, tags in zip(predictions, split.targets)]
 
 
 def compact_predictions(task_data: TaskData, split: Split, predictions: list) -> dict[str, np.ndarray]:
@@ -62,7 +81,7 @@ def compact_predictions(task_data: TaskData, split: Split, predictions: list) ->
         gold = [task_data.label2id[t] for t in split.targets]
         return {"gold": np.asarray(gold, np.int16), "pred": np.asarray(predictions, np.int16)}
     gold = [task_data.label2id[t] for tags in split.targets for t in tags]
-    pred = [i for p, tags in zip(predictions, split.targets) for i in p + [0] * (len(tags) - len(p))]
+    pred = [i for p in word_predictions(task_data, split, predictions) for i in p]
     lengths = [len(tags) for tags in split.targets]
     return {"gold": np.asarray(gold, np.int16), "pred": np.asarray(pred, np.int16),
             "lengths": np.asarray(lengths, np.int32)}

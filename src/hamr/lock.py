@@ -6,7 +6,10 @@ released, then looks again: the holder's metrics.json of the same configuration 
 (the holder failed or was stopped) the job takes the lock and trains. A lock is stale, and taken over
 with a warning, when its holder is a dead process on this host, or when its heartbeat (the lock
 file's mtime, refreshed after every epoch) is older than ``stale_after`` seconds (a holder on
-another host that was killed without releasing it).
+another host that was killed without releasing it). A lock file that cannot be read (empty or cut
+short: its writer died between creating and filling it, which the atomic creation below prevents
+for this code, or the disk was full) is stale once it is ``unreadable_stale_after`` seconds old;
+until then the job polls it too, never spinning.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ def _alive(pid: int) -> bool:
 class RunLock:
     """``run.lock`` in a run folder: {"host", "pid", "started"} of the holder, created atomically."""
 
-    def __init__(self, folder: Path, stale_after: float = 3600.0, poll: float | None = None):
+    def __init__(self, folder: Path, stale_after: float = 3600.0, poll: float | None = None,
+                 unreadable_stale_after: float = 60.0):
         self.path = Path(folder) / "run.lock"
         # seconds between looks at a held lock; HAMR_LOCK_POLL overrides the default of 10
         self.stale_after, self.poll = stale_after, poll if poll is not None else float(os.environ.get("HAMR_LOCK_POLL", 10))
+        self.unreadable_stale_after = unreadable_stale_after
         self.held = False
 
     def holder(self) -> dict | None:
@@ -57,16 +62,26 @@ class RunLock:
         return f"no heartbeat for {age:.0f} s" if age > self.stale_after else None
 
     def _create(self) -> bool:
+        """Create the lock with its content in one step: the content goes to a private file that is
+        then hard-linked to ``run.lock`` (fails if that exists), so no reader ever sees it half-written."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                   "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}))
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.link(tmp, self.path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(),
-                       "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}, f)
+        finally:
+            tmp.unlink(missing_ok=True)
         self.held = True
         return True
+
+    def _unreadable_age(self) -> float | None:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def acquire(self) -> bool:
         """Take the lock; returns True at once if it was free, False if this job had to wait for
@@ -74,7 +89,16 @@ class RunLock:
         waited = False
         while not self._create():
             holder = self.holder()
-            if holder is None:
+            if holder is None:  # released just now (take it), or unreadable (stale after a minute)
+                age = self._unreadable_age()
+                if age is None:
+                    continue
+                if age > self.unreadable_stale_after:
+                    log.warning("%s: taking over an unreadable lock file %s (%.0f s old, empty or cut short)",
+                                self.path.parent, self.path, age)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                time.sleep(min(self.poll, 1.0))
                 continue
             reason = self._stale(holder)
             if reason:

@@ -162,7 +162,7 @@ def _fit_state(model, optimizer, scheduler, method, generator, result: FitResult
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "method": method.state_dict() if hasattr(method, "state_dict") else {},
-            "generator": generator.get_state(), "rng": rng_states(), "result": result,
+            "generator": generator.get_state(), "rng": rng_states(), "result": vars(result),
             "epoch": epoch, "batch_in_epoch": batch_in_epoch, "order": order,
             "running": running, "seen": seen, "epoch_seconds": epoch_seconds}
 
@@ -196,7 +196,7 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
             method.load_state_dict(resumed["method"])
         generator.set_state(resumed["generator"])
         set_rng_states(resumed["rng"])
-        result = resumed["result"]
+        result = FitResult(**resumed["result"])
         start_epoch, start_batch, resumed_order = resumed["epoch"], resumed["batch_in_epoch"], resumed["order"]
     step = result.steps
     model.train()

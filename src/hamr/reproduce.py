@@ -15,6 +15,31 @@ import numpy as np
 from omegaconf import OmegaConf
 
 EXACT_KEYS = ("dev_macro_f1", "test_macro_f1", "selected_epoch")
+# The only objects a record may name for instantiation: a received metrics.json is data, and a
+# `_target_` elsewhere (torch.load, os.system, ...) would run code when the record is retrained.
+RECORD_TARGETS = frozenset({
+    "hamr.losses.CrossEntropyLoss", "hamr.losses.FocalLoss", "hamr.losses.SelfAdjustingDiceLoss",
+    "hamr.losses.InverseClassFrequencyLoss",
+    "hamr.loop.BaselineMethod.from_context", "hamr.algorithm.method.HamrMethod.from_context",
+})
+
+
+class UntrustedRecord(ValueError):
+    """A run record that names code outside the project's own losses and methods."""
+
+
+def check_targets(config, where: str = "config") -> None:
+    """Raise UntrustedRecord if any ``_target_`` in a recorded config is not in RECORD_TARGETS."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key == "_target_" and value not in RECORD_TARGETS:
+                raise UntrustedRecord(f"{where}._target_={value!r} is not one of the project's losses or methods: "
+                                      "a record may not name other code (edit the record, or train it with "
+                                      "python -m hamr.train if you trust that code)")
+            check_targets(value, f"{where}.{key}")
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            check_targets(value, f"{where}[{i}]")
 HISTORY_KEYS = ("train_loss", "dev_macro_f1", "dev_micro_f1")
 
 
@@ -24,8 +49,13 @@ def rerun(run_dir: Path, scratch: Path, data_dir: Path | None = None) -> Path:
     from hamr.train import run
 
     register_configs()
-    recorded = json.loads((Path(run_dir) / "metrics.json").read_text())
+    path = Path(run_dir) / "metrics.json"
+    recorded = json.loads(path.read_text())
     config = recorded["config"]
+    try:
+        check_targets(config)
+    except UntrustedRecord as err:
+        raise UntrustedRecord(f"{path}: {err}") from None
     name = config["dataset"]["name"]
     new_run = Path(scratch) / "runs" / name / config["method"]["name"] / f"seed={config['trainer']['seed']}"
     config["paths"].update({"results_dir": str(scratch), "run_dir": str(new_run), "output_dir": str(scratch / "out"),

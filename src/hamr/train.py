@@ -139,6 +139,9 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
         if data.truncated:
             log.warning("%s: %d of %d %s examples are longer than max_length=%d and are truncated",
                         ds.name, data.truncated, len(data), name, tr.max_length)
+        if data.unrepresented:
+            log.warning("%s: %d %s words have no sub-word in the tokenizer (e.g. zero-width spaces): they are "
+                        "not trained on and are predicted O", ds.name, data.unrepresented, name)
     collate = collator_for(ds.task, tokenizer)
     train_labels = torch.tensor([y for f in encoded["train"].features
                                  for y in (f["labels"] if ds.task == "ner" else [f["labels"]])])

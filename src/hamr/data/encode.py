@@ -17,6 +17,7 @@ from hamr.data.records import Split
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # label of padding and of sub-word continuations; ignored by every loss
+CACHE_FORMAT = 2  # bumped when what a tokenised cache file holds changes (2: NER word indices)
 
 
 def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
@@ -32,10 +33,16 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
 @dataclass
 class EncodedSplit(Dataset):
     """Tokenised examples; ``features[i]`` holds input_ids, attention_mask (token_type_ids),
-    labels and ``index`` (the example's position in its split, used by HAMR's per-example state)."""
+    labels and ``index`` (the example's position in its split, used by HAMR's per-example state).
+
+    NER only: ``words[i]`` is, for each labelled sub-word position of sentence i in order, the word
+    it starts (from the tokenizer's ``word_ids``), so predictions map back to words; a word the
+    tokenizer gives no sub-word (a zero-width space) or that truncation cut has none."""
 
     features: list[dict]
     truncated: int  # how many examples were cut at max_length
+    words: list[list[int]] | None = None  # NER: word index of each labelled position, per sentence
+    unrepresented: int = 0  # NER: words (not cut by truncation) that the tokenizer gave no sub-word
 
     def __len__(self) -> int:
         return len(self.features)
@@ -55,16 +62,18 @@ def encode_split(split: Split, task: str, label2id: dict[str, int], tokenizer, m
                     for i in range(len(split))]
         return EncodedSplit(features, truncated)
     enc = tokenizer(split.inputs, is_split_into_words=True, truncation=True, max_length=max_length)
-    features, truncated = [], 0
+    full = tokenizer(split.inputs, is_split_into_words=True, truncation=False)
+    features, truncated, words, unrepresented = [], 0, [], 0
     for i, tags in enumerate(split.targets):
         word_ids = enc.word_ids(i)
-        last_word = max(w for w in word_ids if w is not None) if any(w is not None for w in word_ids) else -1
-        truncated += last_word < len(tags) - 1
+        truncated += len(full["input_ids"][i]) > max_length
         feature = {k: enc[k][i] for k in enc.keys()}
         feature["labels"] = align_labels(word_ids, [label2id[t] for t in tags])
         feature["index"] = i
         features.append(feature)
-    return EncodedSplit(features, truncated)
+        words.append([w for w, y in zip(word_ids, feature["labels"]) if y != IGNORE_INDEX])
+        unrepresented += len(set(range(len(tags))) - {w for w in full.word_ids(i) if w is not None})
+    return EncodedSplit(features, truncated, words, unrepresented)
 
 
 def encode_split_cached(split: Split, task: str, label2id: dict[str, int], tokenizer, max_length: int,
@@ -76,16 +85,18 @@ def encode_split_cached(split: Split, task: str, label2id: dict[str, int], token
         return encode_split(split, task, label2id, tokenizer, max_length)
     from hamr.results import atomic_write_bytes
 
-    key = hashlib.sha1(json.dumps([type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer), max_length,
-                                   task, sorted(label2id.items()), split.inputs, split.targets]).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([CACHE_FORMAT, type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer),
+                                   max_length, task, sorted(label2id.items()), split.inputs,
+                                   split.targets]).encode()).hexdigest()
     path = Path(cache_dir) / "tokenized" / f"{split.name}-{key[:16]}.pt"
     if path.is_file():
         cached = torch.load(path, weights_only=True)
         log.info("%s: tokenised examples from cache %s", split.name, path)
-        return EncodedSplit(cached["features"], cached["truncated"])
+        return EncodedSplit(cached["features"], cached["truncated"], cached["words"], cached["unrepresented"])
     encoded = encode_split(split, task, label2id, tokenizer, max_length)
     buffer = io.BytesIO()
-    torch.save({"features": encoded.features, "truncated": encoded.truncated}, buffer)
+    torch.save({"features": encoded.features, "truncated": encoded.truncated, "words": encoded.words,
+                "unrepresented": encoded.unrepresented}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return encoded
 
