@@ -103,3 +103,30 @@ def test_an_absurd_learning_rate_aborts_the_run_with_one_line(tmp_path, data_dir
     assert "trainer.max_skip_share" in error and "lower trainer.lr" in error
     assert "non-finite step skipped" in proc.stdout + proc.stderr  # the statistics logged at each skip
     assert not list(tmp_path.glob("**/metrics.json"))
+
+
+def test_a_stop_signal_during_the_last_dev_evaluation_stops_the_run_with_its_checkpoint(tmp_path):
+    """SIGTERM while the last epoch's dev set is scored is not swallowed: the epoch's checkpoint is
+    saved and Stopped raised, so that the scheduler's handler (requeue) runs."""
+    import os
+    import signal
+
+    from hamr.checkpoint import Checkpointer, Stopped
+
+    model = tiny_model().float().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    checkpointer = Checkpointer(tmp_path, tmp_path / "run", {"x": 1})
+    calls = []
+
+    def evaluate_dev():
+        calls.append(1)
+        if len(calls) == 2:  # the last epoch's evaluation
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"macro_f1": 0.5, "micro_f1": 0.5}
+
+    with pytest.raises(Stopped) as stop:
+        fit(model, BaselineMethod(CrossEntropyLoss(), "ce", torch.device("cpu")), data(), collate, optimizer, None,
+            epochs=2, batch_size=4, grad_clip=1.0, seed=0, evaluate_dev=evaluate_dev, log_metrics=lambda *a: None,
+            progress_bar=False, checkpointer=checkpointer)
+    assert stop.value.signum == signal.SIGTERM and checkpointer.load()["epoch"] == 2
+    assert signal.getsignal(signal.SIGTERM) is not checkpointer._handle  # the handlers are back

@@ -133,6 +133,12 @@ class TrainerConfig:
         _check(self.eval_batch_size >= 1, "trainer.eval_batch_size", ">= 1", self.eval_batch_size)
         _check(self.max_length >= 8, "trainer.max_length", ">= 8", self.max_length)
         _check_choice("trainer.precision", self.precision, ("fp32", "bf16"))
+        from transformers import SchedulerType
+
+        _check_choice("trainer.scheduler", self.scheduler, tuple(s.value for s in SchedulerType))
+        _check(0 <= self.seed < 2**32, "trainer.seed", "[0, 2^32)", self.seed)
+        _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "trainer.device",
+               "auto | cpu | cuda | cuda:<index>", self.device)
         _check_choice("trainer.select", self.select, ("best", "last"))
         _check_choice("trainer.seqeval_mode", self.seqeval_mode, ("default", "strict"))
         lengths = self.graph_lengths
@@ -306,9 +312,10 @@ class TrainConfig:
     model: ModelConfig = MISSING
     baseline_loss: Any = MISSING  # a loss object config with _target_ (hamr.losses.*)
     method: MethodConfig = MISSING
+    # before hamr: hamr.meta_batch_size follows trainer.batch_size, whose check should speak first
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     hamr: HamrConfig = field(default_factory=HamrConfig)  # used when method=hamr
     ablation: AblationConfig = field(default_factory=AblationConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     experiment_name: str = "default"  # groups runs in W&B

@@ -118,6 +118,10 @@ class RunLock:
             os.utime(self.path)
 
     def release(self) -> None:
+        """Remove the lock; never raises (it runs in a ``finally``, where it would hide the real error)."""
         if self.held:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as err:
+                log.warning("could not remove %s (%s): remove it by hand if no job holds it", self.path, err)
             self.held = False

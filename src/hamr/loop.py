@@ -258,8 +258,11 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
                 result.best_epoch, result.best_dev_scores = epoch + 1, dev
                 result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if checkpointer is not None:
-                checkpointer.save(_fit_state(model, optimizer, scheduler, method, generator, result, epoch=epoch + 1,
-                                             batch_in_epoch=0, order=None, running=None, seen=0, epoch_seconds=0.0))
+                path = checkpointer.save(_fit_state(model, optimizer, scheduler, method, generator, result,
+                                                    epoch=epoch + 1, batch_in_epoch=0, order=None, running=None,
+                                                    seen=0, epoch_seconds=0.0))
+                if checkpointer.stop_signal is not None:  # it came during the dev evaluation: stop here too
+                    raise Stopped(checkpointer.stop_signal, path)
     finally:
         if checkpointer is not None:
             checkpointer.restore_signals()

@@ -85,7 +85,7 @@ class FocalLoss(ElementwiseLoss):
     def __init__(self, gamma: float = 2.0, alpha: float | Sequence[float] | None = None):
         super().__init__()
         if gamma < 0:
-            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
+            raise ValueError(f"focal gamma must be >= 0, got {gamma} (set baseline_loss.gamma, e.g. 2.0)")
         self.gamma = gamma
         self.alpha = None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32)
 
@@ -117,6 +117,10 @@ class SelfAdjustingDiceLoss(ElementwiseLoss):
 
     def __init__(self, alpha: float = 1.0, smooth: float = 1.0, square_denominator: bool = False):
         super().__init__()
+        if alpha < 0:
+            raise ValueError(f"dice alpha must be >= 0, got {alpha} (set baseline_loss.alpha, e.g. 0.01)")
+        if smooth <= 0:
+            raise ValueError(f"dice smooth must be > 0, got {smooth} (set baseline_loss.smooth, e.g. 1.0)")
         self.alpha, self.smooth, self.square_denominator = alpha, smooth, square_denominator
 
     def _loss(self, logits, targets):

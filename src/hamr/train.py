@@ -7,8 +7,8 @@ so that Hydra sweepers can optimise it.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import resource
 import signal
 import time
@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 from transformers import get_scheduler, set_seed
 
 from hamr.algorithm.rates import steps_per_epoch
@@ -35,6 +36,7 @@ from hamr.lock import RunLock
 from hamr.loop import NumericalError, RunContext, fit, train_step
 from hamr.metrics import collapsed, zero_f1_classes
 from hamr.models import build_model, load_tokenizer
+from hamr.preflight import preflight
 from hamr.results import atomic_write_json, git_commit, write_run
 from hamr.tracking import make_tracker
 
@@ -80,11 +82,18 @@ def result_relevant(config: dict) -> dict:
 
 
 def finished_run(run_dir: Path, resolved: dict) -> dict | None:
-    """The metrics of a finished run of the same configuration in ``run_dir``, if there is one."""
+    """The metrics of a finished run of the same configuration in ``run_dir``, if there is one (an
+    unreadable metrics.json is named in a warning and counts as no finished run: it is replaced)."""
     path = run_dir / "metrics.json"
     if not path.is_file():
         return None
-    metrics = json.loads(path.read_text())
+    from hamr.results import read_metrics
+
+    metrics = read_metrics(path)
+    if metrics is None:
+        log.warning("%s is not a readable metrics.json (cut short or edited): the run is trained again and "
+                    "the file replaced", path)
+        return None
     if result_relevant(metrics.get("config", {})) != result_relevant(resolved):
         log.warning("%s holds a run of another configuration: it is rerun and replaced", path)
         return None
@@ -97,6 +106,7 @@ def run(cfg: DictConfig) -> dict:
     repeats it), so an interrupted sweep resumes where it stopped; a run folder that another job is
     training is waited for (hamr.lock)."""
     settings = validate(cfg)  # every range check, before any data or model is touched
+    loss = preflight(settings, cfg.baseline_loss)  # the device, model files, output folders, the loss's values
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_dir = Path(settings.paths.run_dir)
     if not settings.force and (done := finished_run(run_dir, resolved)) is not None:
@@ -111,16 +121,24 @@ def run(cfg: DictConfig) -> dict:
         if waited and not settings.force and (done := finished_run(run_dir, resolved)) is not None:
             log.info("skipped: %s was finished by the job this one waited for", run_dir / "metrics.json")
             return done
-        return _train(cfg, settings, resolved, task_data, lock)
+        return _train(cfg, settings, resolved, task_data, lock, loss)
     finally:
         lock.release()
 
 
-def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) -> dict:
+def _load_encoder(model_cfg, task: str, label_names: list[str]):
+    """Tokenizer and model, a failure to find or fetch them as one ConfigError line."""
+    try:
+        return load_tokenizer(model_cfg), build_model(model_cfg, task, label_names)
+    except OSError as err:  # not on the Hub, no network, a broken folder
+        raise ConfigError(f"config: model.name_or_path={model_cfg.name_or_path} could not be loaded: "
+                          f"{str(err).splitlines()[0]} (a local folder, a reachable Hub id, or package:<module>)") from None
+
+
+def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock, loss) -> dict:
     run_dir = Path(settings.paths.run_dir)
     commit = git_commit()  # the code as it is when the run starts
     ds, tr = settings.dataset, settings.trainer
-    loss = instantiate(cfg.baseline_loss)
     set_seed(tr.seed)
     if tr.num_threads:
         torch.set_num_threads(tr.num_threads)
@@ -131,7 +149,7 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    tokenizer = load_tokenizer(settings.model)
+    tokenizer, model = _load_encoder(settings.model, ds.task, task_data.label_names)
     encoded = {name: encode_split_cached(task_data.split(name), ds.task, task_data.label2id, tokenizer,
                                          tr.max_length, Path(settings.paths.cache_dir))
                for name in ("train", "dev", "test")}
@@ -147,7 +165,7 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock) 
                                  for y in (f["labels"] if ds.task == "ner" else [f["labels"]])])
     loss.prepare(torch.bincount(train_labels[train_labels != IGNORE_INDEX], minlength=len(task_data.label_names)))
 
-    model = build_model(settings.model, ds.task, task_data.label_names).to(device)
+    model = model.to(device)
     loss.to(device)
     context = RunContext(settings, task_data, encoded, collate, model, loss, device, Path(settings.paths.cache_dir))
     method = instantiate(cfg.method)(context)
@@ -249,7 +267,11 @@ def _hydra_entry(cfg: DictConfig) -> float:
     recorded in the job's error.json, Hydra goes on with the other jobs and exits non-zero at the end."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return run_objective(cfg)
+        try:
+            return run_objective(cfg)
+        except MissingMandatoryValue as err:  # e.g. a dataset YAML without name:
+            raise ConfigError(f"config: {err.full_key} is not set; set it in its YAML file or on the command line "
+                              f"({err.full_key}=...)") from None
     except Stopped as stop:  # the checkpoint is saved; exit as a terminated process does
         log.warning("%s", stop)
         previous = signal.getsignal(stop.signum)
@@ -257,13 +279,15 @@ def _hydra_entry(cfg: DictConfig) -> float:
             previous(stop.signum, None)  # a scheduler's handler (submitit: requeue the job, which resumes)
         raise SystemExit(128 + stop.signum) from None
     except (ConfigError, DataError, NumericalError) as err:  # the user's input: one line, no traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise  # the traceback, on request
         if not multirun:
             raise SystemExit(f"error: {err}") from None
         path = record_failure(cfg, err)
         log.error("job failed: %s (details: %s)", err, path)
         raise RuntimeError(f"error: {err}") from None
-    except Exception as err:
-        path = record_failure(cfg, err)
+    except Exception as err:  # a bug: its traceback; a sweep job also leaves error.json for the tables
+        path = record_failure(cfg, err) if multirun else None
         log.error("job failed: %s: %s%s", type(err).__name__, err, f" (details: {path})" if path else "")
         raise
 

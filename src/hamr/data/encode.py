@@ -90,9 +90,13 @@ def encode_split_cached(split: Split, task: str, label2id: dict[str, int], token
                                    split.targets]).encode()).hexdigest()
     path = Path(cache_dir) / "tokenized" / f"{split.name}-{key[:16]}.pt"
     if path.is_file():
-        cached = torch.load(path, weights_only=True)
-        log.info("%s: tokenised examples from cache %s", split.name, path)
-        return EncodedSplit(cached["features"], cached["truncated"], cached["words"], cached["unrepresented"])
+        try:
+            cached = torch.load(path, weights_only=True)
+            log.info("%s: tokenised examples from cache %s", split.name, path)
+            return EncodedSplit(cached["features"], cached["truncated"], cached["words"], cached["unrepresented"])
+        except Exception as err:  # noqa: BLE001 - a damaged cache file is rebuilt, whatever is wrong with it
+            log.warning("tokenisation cache %s is unreadable (%s): tokenising again and replacing it", path,
+                        type(err).__name__)
     encoded = encode_split(split, task, label2id, tokenizer, max_length)
     buffer = io.BytesIO()
     torch.save({"features": encoded.features, "truncated": encoded.truncated, "words": encoded.words,

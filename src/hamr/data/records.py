@@ -18,7 +18,7 @@ from pathlib import Path
 
 SPLITS = ("train", "dev", "test")
 log = logging.getLogger(__name__)
-_TAG = re.compile(r"^(O|[BI]-\S.*)$")
+_TAG = re.compile(r"O|[BI]-\S(?:.*\S)?")  # whole tag (fullmatch): no space or newline at either end
 
 
 class DataError(ValueError):
@@ -141,7 +141,7 @@ def _read_ner(path: Path) -> Split:
                         "give exactly one tag per token")
         if not tokens:
             raise _fail(path, where, "empty sentence", "drop the line")
-        bad = [t for t in tags if not _TAG.match(t)]
+        bad = [t for t in tags if not _TAG.fullmatch(t)]
         if bad:
             raise _fail(path, where, f"tag {bad[0]!r} is not IOB2",
                         "use O, B-TYPE or I-TYPE (convert IOBES/BILOU tags first)")
