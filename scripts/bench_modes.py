@@ -1,4 +1,4 @@
-"""Accuracy and speed of HAMR's cheaper meta modes against the exact step (issue 4's target).
+"""Accuracy and speed of HAMR's cheaper meta modes against the exact step.
 
     make bench-modes          # the training runs (skipped when finished), then this script
     python scripts/bench_modes.py --exact results/table_cpu --modes results/bench/modes

@@ -47,7 +47,7 @@ DESCRIPTIONS = {
     "hamr_exact_graphed": "the exact HAMR step captured once as a CUDA graph and replayed (hamr.cuda_graphs; no "
                           "non-finite check, no host-side hardness records)",
 }
-TARGETS = {  # issues 4 and 15's targets on the step (the accuracy target needs training runs, see results/bench/README.md)
+TARGETS = {  # the step's speed targets (the accuracy target needs training runs, see results/bench/README.md)
     "hamr_exact_over_ce": 2.5,  # CPU
     "hamr_exact_over_ce_cuda": 3.0,
     "ops_exact_over_ce": 3.0,  # aten operator calls (CPU) or kernel launches (CUDA) per step, from --profile
@@ -434,7 +434,7 @@ def markdown(results: dict) -> str:
             lines += [f"- `{v}`: " + ", ".join(f"{k.removeprefix('aten::')} {n:.0f}" for k, n in
                                                prof.get("top_calls_per_step", {}).items()) for v, prof in profiled.items()]
             lines.append("")
-    lines += ["## Targets (issues 4 and 15)", "", "| dataset | quantity | target | measured | |", "|---|---|---|---|---|",
+    lines += ["## Targets", "", "| dataset | quantity | target | measured | |", "|---|---|---|---|---|",
               *target_lines(results), ""]
     return "\n".join(lines)
 

@@ -3,7 +3,7 @@
 #   bash scripts/gpu_check.sh OUT_DIR [MODEL_DIR]
 # 1. the `gpu` tests (bf16 autocast, the flash-to-eager attention switch, FAISS on the GPU);
 # 2. the step benchmark, BERT-base-sized encoder with random weights, bf16, batch 16, both
-#    benchmark datasets, with the profiler's kernel launches and syncs per step (issue 15);
+#    benchmark datasets, with the profiler's kernel launches and syncs per step;
 #    then CE and the exact step at batch 64 (OUT_DIR/batch64) and in fp32 on SST-5 (OUT_DIR/fp32);
 # 3. CE and the exact step captured as CUDA graphs (hamr.cuda_graphs) beside their eager steps (OUT_DIR/graphs);
 # 4. training runs, one epoch of the `cpu` profile's SST-5 and MIT-Restaurant on the BERT-base-sized encoder, bf16:

@@ -187,7 +187,7 @@ class MethodConfig:
 
 @dataclass
 class MetaConfig:
-    """How often and over which parameters the meta step runs (issue 4's cheaper modes)."""
+    """How often and over which parameters the meta step runs."""
 
     every: int = 1  # a meta step every `every` training steps; in between, weights from the current f_θ
     scope: int | None = None  # null: virtual step over the whole model (exact); n: head + top n encoder layers
@@ -295,7 +295,7 @@ class HamrConfig:
 
 @dataclass
 class AblationConfig:
-    """Which HAMR modules run (paper Table 2, method.md section 3)."""
+    """Which HAMR modules run (paper Table 2, docs/method.md section 3)."""
 
     name: str = "full"
     weighted_update: bool = True  # the real update uses w_post (else the unweighted loss)

@@ -1,4 +1,4 @@
-"""The training step replayed as CUDA graphs (issue 15): ``trainer.cuda_graphs=true``, and the
+"""The training step replayed as CUDA graphs: ``trainer.cuda_graphs=true``, and the
 benchmark variants ``ce_graphed`` / ``hamr_exact_graphed`` of scripts/bench_step.py.
 
 On a GPU the exact HAMR step is bound by host work per operator call (about 6 µs each, some

@@ -104,7 +104,7 @@ class SelfAdjustingDiceLoss(ElementwiseLoss):
     ``square_denominator`` 1 - (2 q_c y_c + s) / (q_c^2 + y_c^2 + s) (their released code's
     ``--dice_square``, used in their NER scripts).
 
-    Why the square: with the plain denominator, s = 1 and a = 1 (method.md's form) the true
+    Why the square: with the plain denominator, s = 1 and a = 1 (docs/method.md's form) the true
     class's term is smallest at p = 0.5 (not 1), and a wrong class's term is smallest at p = 0
     *or* 1, so the loss barely separates classes (6.4 test Macro-F1 on Cyclone-Idai, results/cyclone_minilm). With
     the squared denominator and a small a the true class's term falls monotonically to 0 at p = 1.

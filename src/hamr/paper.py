@@ -1,4 +1,4 @@
-"""The paper's reported Macro-F1 (method.md section 5), shown next to ours in the tables."""
+"""The paper's reported Macro-F1 (docs/method.md section 5), shown next to ours in the tables."""
 
 DATASETS = ("bionlp2004", "tweetner7_2020", "mit_restaurant", "hurricane_irma_2017", "cyclone_idai_2019", "sst5")
 DISPLAY = {"bionlp2004": "BioNLP", "tweetner7_2020": "TweetNER7-2020", "mit_restaurant": "MIT-Restaurant",

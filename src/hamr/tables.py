@@ -477,7 +477,7 @@ def main(argv=None) -> int:
                   else "dev and test capped (smoke only: not comparable to anything)"))
     main_df = main_table(runs, failed, args.resamples)
     caption = (f"Test Macro-F1 (x100), mean ± std over seeds; {setting}. Bold: best per dataset. "
-               "Paper numbers: BERT-based encoders, full data (method.md section 5). A collapsed seed (more than half "
+               "Paper numbers: BERT-based encoders, full data (docs/method.md section 5). A collapsed seed (more than half "
                "of the classes at dev F1 0 in its dev-chosen epoch) is counted in its cell, which also gives the mean "
                "without it. Best baseline: best mean dev Macro-F1 over the seeds that did not collapse; 95% CI and two-sided p from a paired bootstrap over test items ({args.resamples} resamples, "
                "per seed, pooled as the mean over seeds).")

@@ -122,7 +122,7 @@ def assert_matches_finite_differences(model, net, grads, eps=1e-6) -> None:
 
 @pytest.mark.slow
 def test_theta_gradient_matches_finite_differences(model_and_net, monkeypatch):
-    """The weights are divided by their *detached* batch mean (method.md step 3), so the gradient
+    """The weights are divided by their *detached* batch mean (docs/method.md step 3), so the gradient
     is that of L_meta with the normaliser held at its value at θ: the finite differences hold it too."""
     import hamr.algorithm.meta_step as module
 

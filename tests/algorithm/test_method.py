@@ -1,4 +1,4 @@
-"""HamrMethod: each ablation switches off exactly its module (method.md section 3)."""
+"""HamrMethod: each ablation switches off exactly its module (docs/method.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hardness scores h: an EMA of each example's post-meta weight (method.md section 1, step 8), or
+"""Hardness scores h: an EMA of each example's post-meta weight (docs/method.md section 1, step 8), or
 of its relative loss, and the conversions that make the EMA's decay independent of the run length."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The balanced meta-validation set (method.md section 1)."""
+"""The balanced meta-validation set (docs/method.md section 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The bi-level meta step (method.md section 1, steps 1-5) as one function on tensors.
+"""The bi-level meta step (docs/method.md section 1, steps 1-5) as one function on tensors.
 
     l_i(φ)          per-example losses of the training batch
     w_pre(θ)        weights from f_θ on the batch z-scores of l

@@ -1,5 +1,5 @@
 """HAMR as a training method of :mod:`hamr.loop`: meta-weighted updates, hardness EMA, and
-hardness-aware neighbourhood resampling, with the ablation switches of method.md section 3."""
+hardness-aware neighbourhood resampling, with the ablation switches of docs/method.md section 3."""
 
 from __future__ import annotations
 

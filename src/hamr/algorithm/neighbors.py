@@ -1,5 +1,5 @@
 """Sentence embeddings, the k-NN graph of the training set, and neighbourhood scores b
-(method.md section 2)."""
+(docs/method.md section 2)."""
 
 from __future__ import annotations
 

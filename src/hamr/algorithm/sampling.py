@@ -1,4 +1,4 @@
-"""Hardness-aware sampling (method.md section 2)."""
+"""Hardness-aware sampling (docs/method.md section 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The weight network f_θ and the per-example weights it gives (method.md section 1, steps 2-3, 6)."""
+"""The weight network f_θ and the per-example weights it gives (docs/method.md section 1, steps 2-3, 6)."""
 
 from __future__ import annotations
 
