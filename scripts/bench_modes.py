@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hamr.results import atomic_write_bytes, load_runs
+from hamr.results import atomic_write_bytes
+from hamr.runs import load_runs
 
 # mode folder -> (the override that makes it, the step benchmark's variant)
 MODES = {"exact": ("hamr.meta.every=1 hamr.meta.scope=null", "hamr_exact"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hamr.results import load_runs
+from hamr.runs import load_runs
 
 
 def summary_rows(results_dir: Path) -> pd.DataFrame:

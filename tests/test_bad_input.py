@@ -92,8 +92,10 @@ def test_bad_input_stops_before_the_model_loads(tmp_path, compose_cfg, monkeypat
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not load on bad input")
 
-    monkeypatch.setattr(hamr.train, "build_model", no_model)
-    monkeypatch.setattr(hamr.train, "load_tokenizer", no_model)
+    import hamr.components
+
+    monkeypatch.setattr(hamr.components, "build_model", no_model)
+    monkeypatch.setattr(hamr.components, "load_tokenizer", no_model)
     with pytest.raises(DataError, match=message) as err:
         hamr.train.run(cfg)
     assert "\n" not in str(err.value) and str(folder) in str(err.value) and "Fix: " in str(err.value)
@@ -192,8 +194,11 @@ def test_config_faults_stop_at_start_up_with_one_line(tmp_path, compose_cfg, mon
     def nothing_yet(*args, **kwargs):
         raise AssertionError("no data is read and no model loads before the config is checked")
 
-    for name in ("build_model", "load_tokenizer", "load_dataset_splits"):
-        monkeypatch.setattr(hamr.train, name, nothing_yet)
+    import hamr.components
+
+    for module, name in ((hamr.components, "build_model"), (hamr.components, "load_tokenizer"),
+                         (hamr.train, "load_dataset_splits")):
+        monkeypatch.setattr(module, name, nothing_yet)
     with pytest.raises(ConfigError) as err:
         hamr.train.run(cfg)
     assert str(err.value).startswith(f"config: {message.replace('{tmp}', str(tmp_path))}")
@@ -222,10 +227,10 @@ def test_config_faults_on_the_command_line(tmp_path, data_dir):
 
 
 def test_an_unreadable_metrics_json_is_named_and_the_run_trains_again(tmp_path, caplog):
-    from hamr.train import finished_run
+    from hamr.runs import finished_run
 
     (tmp_path / "metrics.json").write_text('{"dev_macro_f1": 0.5, "te')  # cut short
-    with caplog.at_level("WARNING", logger="hamr.train"):
+    with caplog.at_level("WARNING", logger="hamr.runs"):
         assert finished_run(tmp_path, {"trainer": {}}) is None
     assert f"{tmp_path / 'metrics.json'} is not a readable metrics.json" in caplog.text
     (tmp_path / "metrics.json").write_text("[1, 2]")  # not an object
@@ -233,7 +238,7 @@ def test_an_unreadable_metrics_json_is_named_and_the_run_trains_again(tmp_path, 
 
 
 def test_the_tables_name_an_unreadable_metrics_json_and_count_it_as_failed(tmp_path):
-    from hamr.results import load_runs
+    from hamr.runs import load_runs
 
     folder = tmp_path / "runs" / "sst5" / "ce" / "seed=1"
     folder.mkdir(parents=True)

@@ -157,7 +157,7 @@ def test_seeds_table_names_a_failed_seed_beside_finished_ones(tmp_path, build_ta
     fake_run(tmp_path, "ce", 1, dev=0.5, test=0.25, pred=GOLD)
     (tmp_path / "runs" / "sst5" / "ce" / "seed=2").mkdir(parents=True)
     (tmp_path / "runs" / "sst5" / "ce" / "seed=2" / "error.json").write_text(json.dumps({"error": "x"}))
-    from hamr.results import load_runs
+    from hamr.runs import load_runs
 
     row = build_tables.seeds_table(*load_runs(tmp_path)).iloc[0].to_dict()
     assert row == {"dataset": "SST-5", "configuration": "CE", "seed 1": "25.0 (50.0)", "seed 2": "failed"}

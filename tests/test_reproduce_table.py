@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from hamr import paper
-from hamr.results import load_runs
+from hamr.runs import load_runs
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # every test here trains real jobs

@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 
-from hamr.results import load_runs, write_run
+from hamr.results import write_run
+from hamr.runs import load_runs
 
 
 def test_load_runs_reads_finished_and_failed_runs(tmp_path):

@@ -94,8 +94,10 @@ def test_a_finished_configuration_is_skipped_unless_forced_or_changed(tmp_path, 
     metrics_file = tmp_path / "runs" / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json"
     stamp = metrics_file.stat().st_mtime_ns
     built = []
-    real_build = train.build_model
-    monkeypatch.setattr(train, "build_model", lambda *a: built.append(a) or real_build(*a))
+    import hamr.components
+
+    real_build = hamr.components.build_model
+    monkeypatch.setattr(hamr.components, "build_model", lambda *a: built.append(a) or real_build(*a))
     # same configuration, another output folder, logger and spelling of the data folder: skipped
     # before any model is built
     (tmp_path / "data_link").symlink_to(data_dir)
@@ -224,7 +226,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
 def test_a_record_from_before_an_added_option_is_read_with_the_old_behaviour(tmp_path):
     """Runs recorded before hamr.weight_normalisation existed ran with the detached mean: they are
     reused for that value and rerun for the other."""
-    from hamr.train import finished_run
+    from hamr.runs import finished_run
 
     record = {"method": "hamr_full", "config": {"hamr": {"tau": 0.7}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}}
     (tmp_path / "metrics.json").write_text(json.dumps(record))
@@ -254,7 +256,7 @@ def test_many_overrides_give_a_valid_output_folder_and_the_full_name_is_recorded
 
 def test_a_baseline_run_is_reused_whatever_hamrs_settings(tmp_path):
     """A baseline never reads the hamr or ablation sections; a HAMR run does."""
-    from hamr.train import finished_run
+    from hamr.runs import finished_run
 
     baseline = {"method": {"_target_": "hamr.loop.BaselineMethod.from_context", "name": "ce"},
                 "hamr": {"tau": 0.7}, "ablation": {"name": "full"}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}
@@ -282,7 +284,7 @@ def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, ove
     from omegaconf import OmegaConf
 
     from hamr.config import compose_train
-    from hamr.train import finished_run
+    from hamr.runs import finished_run
 
     run_dir = ROOT / "results" / "table_cpu" / "runs" / run
     dataset, seed = run.split("/")[0], run.rsplit("=", 1)[1]

@@ -1,4 +1,5 @@
-"""Write a run's results atomically: a run folder is complete exactly when metrics.json exists."""
+"""Write a run's results atomically: a run folder is complete exactly when metrics.json exists.
+(Reading run folders back: :mod:`hamr.runs`.)"""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import json
 import os
 import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 
 def _umask() -> int:
@@ -59,43 +58,3 @@ def git_commit(cwd: Path | None = None) -> str | None:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-def read_metrics(path: Path) -> dict | None:
-    """A run's metrics.json as a dict, or None when it is not one (cut short, not JSON, not an object
-    with the scores): the callers name the file and go on."""
-    try:
-        metrics = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    needed = ("dev_macro_f1", "test_macro_f1", "dev")
-    return metrics if isinstance(metrics, dict) and all(k in metrics for k in needed) else None
-
-
-def load_runs(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs under ``<results_dir>/runs/<dataset>/<method>/seed=<s>/``.
-
-    Returns (finished, failed): one row per metrics.json with columns dataset, method, seed, dev
-    and test (Macro-F1 in [0, 1]), collapsed (:func:`hamr.metrics.collapsed` of its dev scores, so
-    runs recorded before the rule have it too), steps, folder and metrics (the parsed file); and one
-    row per run that left error.json but no metrics.json (dataset, method, seed).
-    """
-    from hamr.metrics import collapsed
-
-    rows, failed = [], []
-    for folder in sorted(p for p in Path(results_dir).glob("runs/*/*/seed=*") if p.is_dir()):
-        dataset, method, seed = folder.parts[-3], folder.parts[-2], int(folder.name.split("=")[1])
-        if (folder / "metrics.json").is_file():
-            m = read_metrics(folder / "metrics.json")
-            if m is None:
-                warnings.warn(f"{folder / 'metrics.json'} is not a readable metrics.json: counted as failed "
-                              "(rerun that configuration, or delete the file)", stacklevel=2)
-                failed.append({"dataset": dataset, "method": method, "seed": seed})
-                continue
-            rows.append({"dataset": dataset, "method": method, "seed": seed, "dev": m["dev_macro_f1"],
-                         "test": m["test_macro_f1"], "collapsed": collapsed(m["dev"]), "steps": m.get("steps"),
-                         "folder": folder, "metrics": m})
-        elif (folder / "error.json").is_file():
-            failed.append({"dataset": dataset, "method": method, "seed": seed})
-    columns = ["dataset", "method", "seed", "dev", "test", "collapsed", "steps", "folder", "metrics"]
-    return pd.DataFrame(rows, columns=columns), pd.DataFrame(failed, columns=["dataset", "method", "seed"])

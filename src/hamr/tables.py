@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from hamr import paper
-from hamr.results import atomic_write_bytes, load_runs
+from hamr.results import atomic_write_bytes
+from hamr.runs import load_runs
 from hamr.significance import item_counts, paired_bootstrap
 from hamr.tuning import DIAGNOSTICS
 

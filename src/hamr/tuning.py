@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hamr.metrics import collapsed
+from hamr.runs import run_collapsed
 
 FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation", "trainer.seed")  # name the study or the seed, not a trial
 # HAMR's last-epoch diagnostics (did each module move?) and their column labels, in the tuning summary
@@ -44,7 +44,7 @@ def load_trials(results_dir: Path) -> pd.DataFrame:
         last = m["history"][-1] if m.get("history") else {}
         rows.append({"dataset": m["dataset"], "task": m.get("config", {}).get("dataset", {}).get("task"),
                      "method": m["method"], "trial": ",".join(f"{k}={v}" for k, v in values.items()),
-                     "seed": m["seed"], "dev": m["dev_macro_f1"], "collapsed": collapsed(m["dev"]),
+                     "seed": m["seed"], "dev": m["dev_macro_f1"], "collapsed": run_collapsed(m),
                      "selected_epoch": m["selected_epoch"],
                      "epochs": m["config"]["trainer"]["epochs"], "wall_seconds": m["wall_seconds"],
                      **{k: last.get(k, np.nan) for k in DIAGNOSTICS}})
