@@ -4,14 +4,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HAMR_DATA_DIR ?= $(CURDIR)/data
 ARGS ?=
+comma := ,
 
 # --- make reproduce-table PROFILE=cpu|paper|smoke [FORCE=1] [LAUNCHER=basic|parallel|slurm] [SWEEP_ARGS=...]
 PROFILE ?= cpu
 LAUNCHER ?= basic
 FORCE ?=
 SWEEP_ARGS ?=
+# the grid of src/hamr/paper.py (tests/test_makefile.py checks that these lists are the same)
 MAIN_DATASETS := bionlp2004,tweetner7_2020,mit_restaurant,hurricane_irma_2017,cyclone_idai_2019,sst5
 ABLATION_DATASETS := bionlp2004,hurricane_irma_2017
+BASELINES := ce,focal,dice,icf
+ABLATIONS := no_resampling,no_meta_weight,no_neighbor_boost
 # HAMR as this project runs it (hamr=default), and with the authors' per-step constants (hamr=authors)
 HAMR_PRESETS := default,authors
 SEEDS_paper := 1,2,3
@@ -78,9 +82,9 @@ bench-modes:  ## accuracy of the cheaper meta modes vs exact on Cyclone-Idai, 3 
 
 reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default) | paper (GPU) | smoke; resumes, FORCE=1 reruns
 	@status=0; \
-	$(SWEEP) method=baseline baseline_loss=ce,focal,dice,icf dataset=$(MAIN_DATASETS) || status=1; \
+	$(SWEEP) method=baseline baseline_loss=$(BASELINES) dataset=$(MAIN_DATASETS) || status=1; \
 	$(SWEEP) method=hamr hamr=$(HAMR_PRESETS) ablation=full dataset=$(MAIN_DATASETS) || status=1; \
-	$(SWEEP) method=hamr hamr=$(HAMR_PRESETS) ablation=no_resampling,no_meta_weight,no_neighbor_boost \
+	$(SWEEP) method=hamr hamr=$(HAMR_PRESETS) ablation=$(ABLATIONS) \
 	  dataset=$(ABLATION_DATASETS) || status=1; \
 	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE) || status=1; \
 	if [ $$status -ne 0 ]; then echo "reproduce-table: some jobs failed; tables show what finished" >&2; fi; \
@@ -93,7 +97,7 @@ TUNE := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) paths.results
 
 tune-baselines:  ## every baseline's learning rate (focal: and gamma) on dev, 8 trials x 2 seeds per dataset; resumes
 	@status=0; for ds in $(TUNE_DATASETS); do \
-	  for loss in icf focal ce dice; do \
+	  for loss in $(subst $(comma), ,$(BASELINES)); do \
 	    $(TUNE) method=baseline tune=$$( [ $$loss = focal ] && echo focal || echo lr ) baseline_loss=$$loss dataset=$$ds || status=1; \
 	  done; \
 	done; $(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE) || status=1; exit $$status

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from hamr import config
+from hamr import config, paper
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -20,7 +20,7 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("HAMR_DATA_DIR", ROOT.parent / "shared" / "datasets")).resolve()
 
 
-DATASETS = ("bionlp2004", "tweetner7_2020", "mit_restaurant", "hurricane_irma_2017", "cyclone_idai_2019", "sst5")
+DATASETS = paper.DATASETS
 
 
 @pytest.fixture(scope="session")

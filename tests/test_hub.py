@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hamr import paper
 from hamr.data.records import DataError
 from tests.conftest import ROOT
 
@@ -34,7 +35,7 @@ REPOSITORIES = {
     "QCRI/HumAID-events": {f"{event}/{s}.json": json.dumps(HUMAID_ROWS)
                            for event in ("hurricane_irma_2017", "cyclone_idai_2019") for s in ("train", "dev", "test")},
 }
-DATASETS = ["bionlp2004", "mit_restaurant", "tweetner7_2020", "sst5", "hurricane_irma_2017", "cyclone_idai_2019"]
+DATASETS = list(paper.DATASETS)
 
 
 def hub_cache(root: Path) -> Path:

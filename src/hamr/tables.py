@@ -39,13 +39,13 @@ from hamr.runs import load_runs
 from hamr.significance import item_counts, paired_bootstrap
 from hamr.tuning import DIAGNOSTICS
 
-BASELINES = ["ce", "focal", "dice", "icf"]
+BASELINES = list(paper.BASELINES)
 HAMRS = ["hamr_authors", "hamr"]  # hamr=authors (the authors' per-step values), hamr=default
 MAIN_METHODS = [*BASELINES, *(f"{h}_full" for h in HAMRS)]
 ABLATION_NAMES = {"full": "full", "no_resampling": "w/o resampling", "no_meta_weight": "w/o meta-weight",
                   "no_neighbor_boost": "w/o neighbourhood boost"}
 ABLATIONS = [f"{h}_{a}" for h in HAMRS for a in ABLATION_NAMES]
-ABLATION_DATASETS = ["bionlp2004", "hurricane_irma_2017"]
+ABLATION_DATASETS = list(paper.ABLATION_DATASETS)
 HAMR_NAMES = {"hamr": "HAMR", "hamr_authors": "HAMR (authors' per-step values)"}
 HAMR_LOSSES = ["focal", "dice", "icf"]  # HAMR over another loss: method=hamr baseline_loss=<loss>
 HAMR_OVER_LOSS = [f"hamr-{loss}_full" for loss in HAMR_LOSSES]

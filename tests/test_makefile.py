@@ -1,0 +1,27 @@
+"""The Makefile's grid is the one of hamr.paper, and its targets expand to the commands expected."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from hamr import paper
+from tests.conftest import ROOT
+
+
+def make_variable(name: str) -> list[str]:
+    text = (ROOT / "Makefile").read_text()
+    return re.search(rf"^{name} := (.*)$", text, re.M).group(1).strip().split(",")
+
+
+def test_the_makefiles_lists_are_the_papers_grid():
+    assert make_variable("MAIN_DATASETS") == list(paper.DATASETS)
+    assert make_variable("ABLATION_DATASETS") == list(paper.ABLATION_DATASETS)
+    assert make_variable("BASELINES") == list(paper.BASELINES)
+    assert make_variable("ABLATIONS") == [a for a in paper.ABLATIONS if a != "full"]
+
+
+def test_the_tuning_target_tunes_every_baseline():
+    dry = subprocess.run(["make", "-n", "tune-baselines", "TUNE_DATASETS=sst5"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert re.search(r"for loss in ce focal dice icf; do", dry)
