@@ -139,18 +139,16 @@ class Bench:
                 top = {"hamr_scope2": 2, "hamr_scope0": 0}.get(variant)
                 hp = dataclasses.replace(settings.hamr, meta=dataclasses.replace(settings.hamr.meta, every=every, scope=top))
                 scope = None if top is None else scope_parameter_names(self.model, top)
-                method = self._hamr_method(variant, hp, loss, settings, data.task, len(train), scope)
-                if variant == "authors":
-                    method.meta_step_fn = meta_step_authors
-                if variant == "hamr_exact_fused":
-                    method.meta_step_fn = functools.partial(meta_step, fused_meta_forward=True)
+                meta_step_fn = {"authors": meta_step_authors,
+                                "hamr_exact_fused": functools.partial(meta_step, fused_meta_forward=True)}.get(variant, meta_step)
+                method = self._hamr_method(variant, hp, loss, settings, data.task, len(train), scope, meta_step_fn)
             self.methods[variant] = method
             self.optimizers[variant] = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
         # captured only once every variant is built: HamrMethod seeds torch, and a seed set after a capture
         # breaks the captured graph's dropout RNG (an illegal memory access at its next replay)
         self.graphed = {variant: GraphedStep(step, *examples, warmup=2) for variant, (step, examples) in to_capture.items()}
 
-    def _hamr_method(self, variant: str, hp, loss, settings, task: str, n_train: int, scope=None):
+    def _hamr_method(self, variant: str, hp, loss, settings, task: str, n_train: int, scope=None, meta_step_fn=None):
         """A HamrMethod over the fixed batches (every training example in the pool, the meta batches
         cycled, no neighbours), with the rates of a one-epoch run of them; seed 0 for every variant."""
         from hamr.algorithm.method import HamrMethod, endless
@@ -160,22 +158,25 @@ class Bench:
         return HamrMethod(name=variant, loss=loss, hp=hp, rates=rates, ablation=settings.ablation, task=task,
                           device=self.device, pool=np.arange(n_train), n_train=n_train,
                           meta_batches=endless(self.meta_batches), neighbours=None, pool_classes=["all"] * n_train,
-                          precision=settings.trainer.precision, seed=0, scope=scope)
+                          precision=settings.trainer.precision, seed=0, scope=scope,
+                          **({"meta_step_fn": meta_step_fn} if meta_step_fn is not None else {}))
 
     def _graphed_step(self, variant: str, loss, settings, task: str, n_train: int):
         """``variant``'s step function (hamr.cuda_graphs) with its own capturable optimisers, and the
         example batches (on the device) to capture it on."""
-        from hamr.cuda_graphs import ce_step, hamr_step
+        from hamr.steps import ce_step, graph_ready_optimizer, hamr_step
 
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5, capturable=self.device.type == "cuda")
+        # fused, skipping a non-finite step on the device: the optimisers trainer.cuda_graphs uses
+        optimizer = graph_ready_optimizer(torch.optim.AdamW, self.model.parameters(), lr=1e-5, device=self.device)
         first = {k: v.to(self.device) for k, v in self.batches[0].items() if k != "index"}
         if variant == "ce_graphed":
             return ce_step(self.model, loss, optimizer, grad_clip=1.0, precision=settings.trainer.precision), (first,)
         hp = settings.hamr
         # a HamrMethod only for its f_θ (same seed as the eager variants'), rates and example loss
         method = self._hamr_method(variant, hp, loss, settings, task, n_train)
-        net_optimizer = torch.optim.Adam(method.weight_net.parameters(), lr=method.rates.weight_net_lr,
-                                         weight_decay=hp.weight_net_weight_decay, capturable=self.device.type == "cuda")
+        net_optimizer = graph_ready_optimizer(torch.optim.Adam, method.weight_net.parameters(),
+                                              lr=method.rates.weight_net_lr, device=self.device,
+                                              weight_decay=hp.weight_net_weight_decay)
         step = hamr_step(self.model, method.weight_net, net_optimizer, optimizer, example_loss=method.example_loss,
                          meta_loss=method.meta_loss, inner_lr=method.rates.inner_lr,
                          clip=(hp.weight_clip_low, hp.weight_clip_high), grad_clip=1.0,
@@ -216,12 +217,6 @@ class Bench:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def peak_rss_mb() -> float:
@@ -446,6 +441,7 @@ def main(argv=None) -> None:
     if args.memory_probe:
         memory_probe(args)
         return
+    from hamr.components import pick_device
     from hamr.results import atomic_write_bytes
 
     device = pick_device(args.device)

@@ -13,19 +13,13 @@ import torch
 from transformers import get_scheduler
 
 from hamr.checkpoint import Checkpointer, Stopped
-from hamr.cuda_graphs import (
-    GraphedTraining,
-    ce_step,
-    graph_ready_optimizer,
-    hamr_step,
-    lr_on_device,
-    pad_batch,
-)
+from hamr.cuda_graphs import GraphedTraining, graph_ready_optimizer, lr_on_device, pad_batch
 from hamr.loop import BaselineMethod, fit, train_step
 from hamr.losses import CrossEntropyLoss
+from hamr.steps import ce_step, hamr_step
 from tests.algorithm.test_meta_step import batch, tiny_model
 from tests.algorithm.test_method import make_method, train_batch
-from tests.test_loop import collate, data
+from tests.test_loop import PoisonedLoss, collate, data
 
 CPU = torch.device("cpu")
 
@@ -130,19 +124,6 @@ def test_graphed_training_run_eagerly_trains_hamr_as_the_loop(ablation):
     for row, twin in zip(loop.history, graphed.history):
         assert row["weight_p90"] == pytest.approx(twin["weight_p90"], rel=1e-7)
         assert row["meta_loss"] == pytest.approx(twin["meta_loss"], rel=1e-7)
-
-
-class PoisonedLoss(CrossEntropyLoss):
-    """Cross-entropy, except that the listed calls (0-based) give NaN."""
-
-    def __init__(self, poisoned: set[int]):
-        super().__init__()
-        self.poisoned, self.calls = poisoned, 0
-
-    def forward(self, logits, labels):
-        loss = super().forward(logits, labels)
-        self.calls += 1
-        return loss * float("nan") if self.calls - 1 in self.poisoned else loss
 
 
 def test_a_non_finite_graphed_step_is_skipped_on_the_device_as_the_loop_skips_it():

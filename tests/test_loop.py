@@ -12,17 +12,24 @@ from tests.algorithm.test_meta_step import tiny_model
 from tests.test_train import train_cli
 
 
-class PoisonedMethod(BaselineMethod):
-    """Cross-entropy, except that the listed steps (0-based) return a NaN loss."""
+class PoisonedLoss(CrossEntropyLoss):
+    """Cross-entropy, except that the listed calls (0-based) give NaN."""
 
     def __init__(self, poisoned: set[int]):
-        super().__init__(CrossEntropyLoss(), "ce", torch.device("cpu"))
+        super().__init__()
         self.poisoned, self.calls = poisoned, 0
 
-    def batch_loss(self, model, batch):
-        loss = super().batch_loss(model, batch)
+    def forward(self, logits, labels):
+        loss = super().forward(logits, labels)
         self.calls += 1
         return loss * float("nan") if self.calls - 1 in self.poisoned else loss
+
+
+class PoisonedMethod(BaselineMethod):
+    """Cross-entropy, except that the listed steps (0-based) have a NaN loss."""
+
+    def __init__(self, poisoned: set[int]):
+        super().__init__(PoisonedLoss(poisoned), "ce", torch.device("cpu"))
 
 
 def data(n=40, length=6):

@@ -14,9 +14,11 @@ from hamr.metrics import classification_scores, ner_scores
 NO_PREDICTION = -1  # NER: a word the model made no prediction for; scored as O
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
+    """bf16 autocast on CUDA for ``precision="bf16"``, else nothing (fp32; a CPU runs fp32).
+    ``cache_enabled=False`` inside a CUDA-graph capture (a cached cast would outlive its pool)."""
     if precision == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return contextlib.nullcontext()
 
 

@@ -7,7 +7,6 @@ the plain baselines and HAMR are both methods, so the loop has no branch on the 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +18,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hamr.checkpoint import Checkpointer, Stopped, rng_states, set_rng_states
-from hamr.cuda_graphs import ce_step
-from hamr.data.encode import EncodedSplit, model_inputs
-from hamr.evaluation import autocast
+from hamr.data.encode import EncodedSplit
 from hamr.losses import ElementwiseLoss
+from hamr.steps import ce_step
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +34,21 @@ class TrainingMethod(Protocol):
     def epoch_order(self, epoch: int, n_train: int, generator: torch.Generator) -> torch.Tensor:
         """Indices (into the training split) that epoch ``epoch`` visits, in order."""
 
-    def batch_loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        """The scalar loss whose gradient the optimiser applies to the model."""
+    extra_batch_sizes: tuple[int, ...]  # sizes of the extra batches a step draws (HAMR: its meta batch)
+
+    def step_function(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, grad_clip: float):
+        """The method's training step (hamr.steps), a function of (batch, *extra batches) on the
+        device returning (loss, flags, *records) with no host read of its own."""
+
+    def next_extra_batches(self) -> list[dict]:
+        """The extra batches (collated, on the host) the next step uses; empty for none."""
+
+    def record_step(self, batch: dict, outputs: tuple, flags: list[bool]) -> None:
+        """Keep what the method needs of a step's outputs (they may be a graph's static tensors:
+        clone what is kept); ``flags`` the host copy of outputs[1]."""
+
+    def make_graph_ready(self) -> None:
+        """trainer.cuda_graphs only: make the method's own optimisers capturable (or refuse)."""
 
     def end_epoch(self, epoch: int) -> dict:
         """Work between epochs; returns diagnostics to log."""
@@ -47,19 +58,6 @@ class TrainingMethod(Protocol):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s output."""
-
-    # trainer.cuda_graphs (hamr.cuda_graphs.GraphedTraining) uses these instead of batch_loss:
-    capturable_batch_sizes: tuple[int, ...]  # sizes of the extra batches a step draws (HAMR: the meta batch)
-
-    def capturable_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, grad_clip: float):
-        """The whole training step as a function of (batch, *extra batches) with no host reads
-        (hamr.cuda_graphs): returns (loss, flags (k,) bool with flags[0] the step's finiteness, ...)."""
-
-    def capturable_inputs(self) -> list[dict]:
-        """The extra batches (collated, on the host) the next step uses."""
-
-    def record_captured(self, batch: dict, outputs: tuple, flags: list[bool]) -> None:
-        """What batch_loss records, from a capturable step's outputs (static tensors: clone what is kept)."""
 
 
 @dataclass
@@ -79,6 +77,8 @@ class RunContext:
 class BaselineMethod:
     """Shuffled epochs and a loss object (CE, focal, Dice, ICF)."""
 
+    extra_batch_sizes: tuple[int, ...] = ()
+
     def __init__(self, loss: ElementwiseLoss, name: str, device: torch.device, precision: str = "fp32"):
         self.loss, self.name, self.device, self.precision = loss, name, device, precision
 
@@ -92,10 +92,17 @@ class BaselineMethod:
     def epoch_order(self, epoch, n_train, generator):
         return torch.randperm(n_train, generator=generator)
 
-    def batch_loss(self, model, batch):
-        with autocast(self.device, self.precision):
-            logits = model(**model_inputs(batch, self.device)).logits
-        return self.loss(logits, batch["labels"].to(self.device))
+    def step_function(self, model, optimizer, *, grad_clip):
+        return ce_step(model, self.loss, optimizer, grad_clip=grad_clip, precision=self.precision)
+
+    def next_extra_batches(self) -> list[dict]:
+        return []
+
+    def record_step(self, batch, outputs, flags) -> None:
+        pass
+
+    def make_graph_ready(self) -> None:
+        pass  # no optimiser of its own
 
     def end_epoch(self, epoch):
         return {}
@@ -104,17 +111,6 @@ class BaselineMethod:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
-
-    capturable_batch_sizes: tuple[int, ...] = ()
-
-    def capturable_step(self, model, optimizer, *, grad_clip):
-        return ce_step(model, self.loss, optimizer, grad_clip=grad_clip, precision=self.precision)
-
-    def capturable_inputs(self) -> list[dict]:
-        return []
-
-    def record_captured(self, batch, outputs, flags) -> None:
         pass
 
 
@@ -135,25 +131,28 @@ class NumericalError(RuntimeError):
     """Too many training steps had a non-finite loss or gradient."""
 
 
+def on_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch's tensors on ``device``, without its ``index`` (the method reads that on the host)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "index"}
+
+
 def train_step(model: torch.nn.Module, method: TrainingMethod, batch: dict, optimizer: torch.optim.Optimizer,
                scheduler, grad_clip: float) -> torch.Tensor | None:
-    """One optimiser step on ``batch`` with the method's loss; returns the detached loss, or None
-    when the loss or the gradient norm is not finite and the update was skipped (one host sync
-    per step for that check, as torch.amp's GradScaler does)."""
-    loss = method.batch_loss(model, batch)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
-    finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
-    if finite:
-        optimizer.step()
-    else:
-        largest = max((p.detach().abs().max().item() for p in model.parameters()), default=float("nan"))
-        log.warning("non-finite step skipped: loss %s, gradient norm %s, largest |parameter| %.3g",
-                    loss.item(), grad_norm.item(), largest)
+    """One optimiser step on ``batch`` with the method's step function (hamr.steps), run eagerly;
+    returns the detached loss, or None when the loss or the gradient norm was not finite and the
+    update was skipped (one host read of the step's flags, as torch.amp's GradScaler does)."""
+    device = next(model.parameters()).device
+    outputs = method.step_function(model, optimizer, grad_clip=grad_clip)(
+        *(on_device(b, device) for b in (batch, *method.next_extra_batches())))
+    flags = outputs[1].tolist()
+    method.record_step(batch, outputs, flags)
     if scheduler is not None:
         scheduler.step()  # the schedule keeps its length whether or not the step was skipped
-    optimizer.zero_grad(set_to_none=True)
-    return loss.detach() if finite else None
+    if not flags[0]:
+        largest = max((p.detach().abs().max().item() for p in model.parameters()), default=float("nan"))
+        log.warning("non-finite step skipped: loss %s, largest |parameter| %.3g", outputs[0].item(), largest)
+        return None
+    return outputs[0]
 
 
 def _fit_state(model, optimizer, scheduler, method, generator, result: FitResult, *, epoch: int,
@@ -161,7 +160,7 @@ def _fit_state(model, optimizer, scheduler, method, generator, result: FitResult
     """Everything :func:`fit` needs to continue from this step boundary (see hamr.checkpoint)."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "method": method.state_dict() if hasattr(method, "state_dict") else {},
+            "method": method.state_dict(),
             "generator": generator.get_state(), "rng": rng_states(), "result": vars(result),
             "epoch": epoch, "batch_in_epoch": batch_in_epoch, "order": order,
             "running": running, "seen": seen, "epoch_seconds": epoch_seconds}
@@ -192,8 +191,7 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
         optimizer.load_state_dict(resumed["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(resumed["scheduler"])
-        if hasattr(method, "load_state_dict"):
-            method.load_state_dict(resumed["method"])
+        method.load_state_dict(resumed["method"])
         generator.set_state(resumed["generator"])
         set_rng_states(resumed["rng"])
         result = FitResult(**resumed["result"])

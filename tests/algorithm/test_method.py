@@ -54,6 +54,31 @@ def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope
     return method
 
 
+class GradientRecorder:
+    """An optimiser stand-in for the model: at each step it keeps the model's gradient instead of
+    moving the model (so a test can compare that gradient with one written out by hand)."""
+
+    def __init__(self, params):
+        self.params, self.grads = list(params), None
+
+    def step(self):
+        self.grads = [p.grad.clone() for p in self.params]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+
+def run_step(method, model, b):
+    """One step of the method's step function as the loop runs it (train_step, no clipping), the
+    model left where it was; returns (the detached loss, the model's gradient; None if skipped)."""
+    from hamr.loop import train_step
+
+    recorder = GradientRecorder(model.parameters())
+    loss = train_step(model, method, b, recorder, None, grad_clip=0.0)
+    return loss, recorder.grads
+
+
 def train_batch(indices, seed=0):
     x, y = batch(len(indices), seed=seed)
     return {**x, "labels": y, "index": torch.tensor(indices)}
@@ -70,13 +95,13 @@ def test_full_hamr_resamples_weights_and_boosts(model):
     assert len(order) == method.epoch_size(N) == math.ceil(1.2 * N)
     before = [p.clone() for p in method.weight_net.parameters()]
     b = train_batch([1, 4, 7, 9, 10])
-    loss = method.batch_loss(model, b)
+    loss, grads = run_step(method, model, b)
     assert any(not torch.equal(p, q) for p, q in zip(before, method.weight_net.parameters()))
     assert method.b.sum() == 0 and (method.h == 1.0).all()  # h and b change between epochs only
     diagnostics = method.end_epoch(0)
     changed = np.flatnonzero(method.h != 1.0).tolist()
     assert changed == [1, 4, 7, 9, 10]  # the batch's examples only (values: test_hardness_updates_...)
-    assert loss.requires_grad  # the weighted loss itself: test_the_real_update_uses_the_weights_of_f_theta...
+    assert loss is not None and grads is not None  # the real update: test_the_real_update_uses_the_weights_...
     assert method.b.max() == 1.0 and diagnostics["b_mean"] > 0
     assert set(diagnostics) >= {"weight_mean", "weight_p10", "weight_p90", "meta_loss", "weight_curve/z=+0",
                                 "sample_share/a", "data_share/b", "hard_fraction/a", "h_max_over_mean",
@@ -88,15 +113,15 @@ def test_no_resampling_draws_ordinary_shuffled_epochs(model):
     method = make_method("no_resampling")
     order = method.epoch_order(0, N, torch.Generator().manual_seed(0))
     assert sorted(order.tolist()) == list(range(N)) and method.epoch_size(N) == N
-    loss = method.batch_loss(model, train_batch([0, 1, 2]))
-    assert loss.requires_grad
+    loss, grads = run_step(method, model, train_batch([0, 1, 2]))
+    assert loss is not None and grads is not None
     method.end_epoch(0)
     assert method.b.sum() == 0
 
 
 def test_no_neighbor_boost_keeps_b_zero(model):
     method = make_method("no_neighbor_boost")
-    method.batch_loss(model, train_batch([0, 1, 2]))
+    run_step(method, model, train_batch([0, 1, 2]))
     method.end_epoch(0)
     assert method.b.sum() == 0
     expected = (method.h + 1e-6) ** 0.7
@@ -107,8 +132,7 @@ def test_no_meta_weight_gives_the_unweighted_gradient_but_trains_theta_and_the_e
     method = make_method("no_meta_weight")
     before = [p.clone() for p in method.weight_net.parameters()]
     b = train_batch([3, 5, 6, 8])
-    method.batch_loss(model, b).backward()
-    ours = [p.grad.clone() for p in model.parameters()]
+    _, ours = run_step(method, model, b)
     model.zero_grad()
     inputs = {k: b[k] for k in ("input_ids", "attention_mask")}
     CrossEntropyLoss().element_losses(model(**inputs).logits, b["labels"]).mean().backward()
@@ -136,8 +160,8 @@ def test_ner_hardness_is_the_max_over_labelled_tokens():
 def test_hardness_updates_of_an_epoch_apply_in_step_order(model):
     """An example drawn in two batches of one epoch gets both EMA updates, oldest first."""
     method = make_method("full")
-    method.batch_loss(model, train_batch([2, 5], seed=0))
-    method.batch_loss(model, train_batch([5, 7], seed=1))
+    run_step(method, model, train_batch([2, 5], seed=0))
+    run_step(method, model, train_batch([5, 7], seed=1))
     first, second = (v.double().numpy() for _, v, _ in method._pending_hardness)
     method.end_epoch(0)
     after_first = 0.5 * 1.0 + 0.5 * first[1]
@@ -147,8 +171,8 @@ def test_hardness_updates_of_an_epoch_apply_in_step_order(model):
 
 def test_discarded_epoch_records_leave_h_unchanged_and_restart_the_meta_cadence(model):
     method = make_method("full", meta=MetaConfig(every=3))
-    method.batch_loss(model, train_batch([2, 5], seed=0))
-    method.batch_loss(model, train_batch([5, 7], seed=1))
+    run_step(method, model, train_batch([2, 5], seed=0))
+    run_step(method, model, train_batch([5, 7], seed=1))
     h_before = method.h.copy()
     method.discard_epoch_records()
     assert method.steps == 0 and not method._pending_hardness and not method._epoch_weights
@@ -170,7 +194,7 @@ def test_meta_every_k_runs_the_meta_step_on_every_kth_batch_only(model):
     snapshots = [[p.clone() for p in method.weight_net.parameters()]]
     consumed = []
     for step in range(5):
-        method.batch_loss(model, train_batch([0, 1, 2], seed=step))
+        run_step(method, model, train_batch([0, 1, 2], seed=step))
         snapshots.append([p.clone() for p in method.weight_net.parameters()])
         consumed.append(method.meta_batches_consumed)
     moved = [any(not torch.equal(p, q) for p, q in zip(snapshots[i], snapshots[i + 1])) for i in range(5)]
@@ -178,7 +202,7 @@ def test_meta_every_k_runs_the_meta_step_on_every_kth_batch_only(model):
     assert consumed == [1, 1, 1, 2, 2] and len(method._epoch_meta_losses) == 2
     # step 5 is no meta step: its loss is weighted by the current f_θ, which it leaves unchanged
     b = train_batch([3, 4, 5], seed=9)
-    loss = method.batch_loss(model, b)
+    loss, _ = run_step(method, model, b)
     w, losses = weights_by_hand(method.weight_net, model, b)
     assert all(torch.equal(p, q) for p, q in zip(snapshots[-1], method.weight_net.parameters()))
     assert loss.item() == pytest.approx((w * losses).mean().item(), rel=1e-9)
@@ -202,8 +226,7 @@ def test_the_real_update_uses_the_weights_of_f_theta_after_its_meta_step(model, 
         for p, g in zip(stepped.parameters(), theta_grads):
             g = g + decay * p
             p -= lr * g / (g.abs() + 1e-8)
-    method.batch_loss(model, b).backward()
-    ours = [p.grad.clone() for p in model.parameters()]
+    _, ours = run_step(method, model, b)
     for name in ("post", "pre"):
         model.zero_grad()
         w, losses = weights_by_hand(stepped if name == "post" else start, model, b)
@@ -219,7 +242,7 @@ def test_a_non_finite_meta_loss_leaves_f_theta_as_it_was_and_is_counted(model):
     method = make_method("full")
     method.meta_step_fn = lambda *a, **k: dataclasses.replace(meta_step(*a, **k), meta_loss=torch.tensor(float("nan")))
     before = [p.clone() for p in method.weight_net.parameters()]
-    loss = method.batch_loss(model, train_batch([0, 1, 2]))
+    loss, _ = run_step(method, model, train_batch([0, 1, 2]))
     assert torch.isfinite(loss) and method.skipped_meta_steps == 1 and not method._epoch_meta_losses
     assert all(torch.equal(p, q) for p, q in zip(before, method.weight_net.parameters()))
     assert method.end_epoch(0)["skipped_meta_steps"] == 1
@@ -228,7 +251,7 @@ def test_a_non_finite_meta_loss_leaves_f_theta_as_it_was_and_is_counted(model):
 def test_global_decay_rule_inside_hamr(model):
     method = make_method("full", ema_rule="global_decay", global_decay_floor=1e-3)
     assert method.h.tolist() == [1 / N] * N
-    method.batch_loss(model, train_batch([2, 5]))
+    run_step(method, model, train_batch([2, 5]))
     values = method._pending_hardness[0][1].double().numpy()
     method.end_epoch(0)
     raw = np.full(N, 0.5 / N) + 1e-3  # gamma = 0.5: everyone decays, the batch adds (1 - gamma) w_post
@@ -239,7 +262,7 @@ def test_global_decay_rule_inside_hamr(model):
 def test_relative_loss_hardness_follows_the_loss_not_the_weight(model):
     method = make_method("full", hardness_signal="relative_loss")
     b = train_batch([2, 5, 7])
-    method.batch_loss(model, b)
+    run_step(method, model, b)
     method.end_epoch(0)
     _, losses = weights_by_hand(method.weight_net, model, b)
     relative = (losses / losses.mean()).detach().double().numpy()
@@ -255,7 +278,7 @@ def test_neighbourhood_scores_are_refreshed_every_f_epochs(model, refresh_every,
     monkeypatch.setattr(module, "neighbourhood_scores", lambda *a: calls.append(len(calls)) or real(*a))
     refreshed = []
     for epoch in range(4):
-        method.batch_loss(model, train_batch([epoch, epoch + 4, epoch + 8], seed=epoch))
+        run_step(method, model, train_batch([epoch, epoch + 4, epoch + 8], seed=epoch))
         before = len(calls)
         method.end_epoch(epoch)
         refreshed.append(len(calls) > before)
@@ -340,7 +363,7 @@ def test_weight_net_norm_ratio_reports_a_collapse_under_adams_l2_term(model):
         method = make_method("full", weight_net_weight_decay=decay)
         initial = _norm(method.weight_net)
         for seed in range(4):
-            method.batch_loss(model, train_batch([0, 1, 2, 3], seed=seed))
+            run_step(method, model, train_batch([0, 1, 2, 3], seed=seed))
         ratio = method.end_epoch(0)["weight_net_norm_ratio"]
         assert ratio == pytest.approx(_norm(method.weight_net) / initial)
         assert (ratio < 0.5) == collapses, (decay, ratio)

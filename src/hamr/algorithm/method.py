@@ -23,13 +23,11 @@ from hamr.algorithm.meta_step import meta_step, scope_parameter_names
 from hamr.algorithm.neighbors import embed_texts, hard_examples, knn_graph, neighbourhood_scores
 from hamr.algorithm.rates import StepRates, step_rates, steps_per_epoch
 from hamr.algorithm.sampling import draw, draws_per_epoch, sampling_probabilities
-from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights, weight_curve
+from hamr.algorithm.weights import WeightNet, weight_curve
 from hamr.config import ConfigError
-from hamr.cuda_graphs import graph_ready_optimizer, hamr_step, lr_on_device
-from hamr.data.encode import model_inputs
 from hamr.data.subset import stratum_of
-from hamr.evaluation import autocast
 from hamr.losses import CrossEntropyLoss, ElementwiseLoss, reduce_tokens
+from hamr.steps import graph_ready_optimizer, hamr_step, lr_on_device
 
 log = logging.getLogger(__name__)
 Z_GRID = torch.linspace(-3, 3, 7)  # where the learned loss -> weight curve is logged
@@ -66,7 +64,8 @@ class HamrMethod:
     def __init__(self, *, name: str, loss: ElementwiseLoss, hp, rates: StepRates, ablation, task: str,
                  device: torch.device, pool: np.ndarray, n_train: int, meta_batches: Iterator[dict],
                  neighbours: np.ndarray | None, pool_classes: list[str], precision: str = "fp32", seed: int = 0,
-                 scope: set[str] | None = None, restart_meta_batches: Callable[[], Iterator[dict]] | None = None):
+                 scope: set[str] | None = None, restart_meta_batches: Callable[[], Iterator[dict]] | None = None,
+                 meta_step_fn: Callable = meta_step):
         self.name, self.loss, self.hp, self.rates, self.ablation, self.task = name, loss, hp, rates, ablation, task
         self.device, self.precision = device, precision
         self.pool = pool
@@ -76,7 +75,7 @@ class HamrMethod:
         # a fresh meta-batch stream (same seed) for resuming: fast-forwarded by the batches consumed
         self.restart_meta_batches, self.meta_batches_consumed = restart_meta_batches, 0
         self.scope = scope  # parameter names of the virtual step; None = all (exact)
-        self.meta_step_fn = meta_step  # the benchmark swaps in the authors' step for comparison
+        self.meta_step_fn = meta_step_fn  # the exact meta step; the benchmark passes the authors' for comparison
         self.steps = 0
         self.skipped_meta_steps = 0
         torch.manual_seed(seed)
@@ -182,36 +181,37 @@ class HamrMethod:
     def _clip(self) -> tuple[float, float]:
         return self.hp.weight_clip_low, self.hp.weight_clip_high
 
-    def batch_loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        labels = batch["labels"].to(self.device)
-        clip = self._clip()
-        if self.steps % self.hp.meta.every == 0:
-            meta_batch = self._next_meta_batch()
-            with autocast(self.device, self.precision):
-                result = self.meta_step_fn(model, self.weight_net, model_inputs(batch, self.device), labels,
-                                   model_inputs(meta_batch, self.device), meta_batch["labels"].to(self.device),
-                                   example_loss=self.example_loss, meta_loss=self.meta_loss,
-                                   inner_lr=self.rates.inner_lr, clip=clip, scope=self.scope)
-            grads = result.weight_net_grads
-            finite = bool(result.finite())
-            if finite:  # else f_θ keeps its parameters for this step (counted, reported in metrics.json)
-                for parameter, grad in zip(self.weight_net.parameters(), grads):
-                    parameter.grad = grad
-                self.weight_optimizer.step()
-                self.weight_optimizer.zero_grad(set_to_none=True)
-            self._record_meta_step(result.meta_loss, finite)
-            example_losses, z, signal = result.example_losses, result.z, result.signal
-        else:  # between meta steps (hamr.meta.every > 1): one forward, weights from the current f_θ
-            with autocast(self.device, self.precision):
-                signal, example_losses = self.example_loss(model(**model_inputs(batch, self.device)).logits, labels)
-            signal = signal.detach()
-            z = batch_zscore(signal)
-        with torch.no_grad():
-            w_post = example_weights(self.weight_net, z, *clip)
-        self._record_step(batch, signal, w_post)
-        if self.ablation.weighted_update:
-            return (w_post * example_losses).mean()
-        return example_losses.mean()
+    # --- the step (hamr.steps.hamr_step), run by the loop or replayed as a CUDA graph ----------
+    @property
+    def extra_batch_sizes(self) -> tuple[int, ...]:
+        return (self.hp.meta_batch_size,)
+
+    def step_function(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, grad_clip: float):
+        """:func:`hamr.steps.hamr_step` over this method's f_θ, its optimiser and meta-step function."""
+        return hamr_step(model, self.weight_net, self.weight_optimizer, optimizer, example_loss=self.example_loss,
+                         meta_loss=self.meta_loss, inner_lr=self.rates.inner_lr, clip=self._clip(),
+                         grad_clip=grad_clip, precision=self.precision, scope=self.scope,
+                         weighted_update=self.ablation.weighted_update, meta_step_fn=self.meta_step_fn)
+
+    def next_extra_batches(self) -> list[dict]:
+        """The next meta batch on a meta step (every ``hamr.meta.every``-th step), else none."""
+        return [self._next_meta_batch()] if self.steps % self.hp.meta.every == 0 else []
+
+    def record_step(self, batch: dict, outputs: tuple, flags: list[bool]) -> None:
+        _, _, signal, w_post, meta_loss = outputs
+        if meta_loss is not None:
+            self._record_meta_step(meta_loss.clone(), flags[1])
+        self._record_step(batch, signal.clone(), w_post.clone())
+
+    def make_graph_ready(self) -> None:
+        """For trainer.cuda_graphs: f_θ's optimiser rebuilt graph-ready (fused, capturable; before any
+        state is loaded into it). Refused for a step a graph cannot replay."""
+        if self.hp.meta.every != 1 or self.meta_step_fn is not meta_step:
+            raise ConfigError(f"config: trainer.cuda_graphs=true is invalid with hamr.meta.every={self.hp.meta.every}; "
+                              "allowed: hamr.meta.every=1 (a graph replays a step with a meta step)")
+        self.weight_optimizer = graph_ready_optimizer(torch.optim.Adam, self.weight_net.parameters(),
+                                                      lr=self.rates.weight_net_lr, device=self.device,
+                                                      weight_decay=self.hp.weight_net_weight_decay)
 
     def _record_meta_step(self, meta_loss: torch.Tensor, finite: bool) -> None:
         if finite:
@@ -226,33 +226,6 @@ class HamrMethod:
         ema_input = w_post if self.hp.hardness_signal == "weight" else relative_loss(signal)
         self._pending_hardness.append((self.position[batch["index"].numpy()], ema_input, signal))
         self._epoch_weights.append(w_post)
-
-    # --- trainer.cuda_graphs (hamr.cuda_graphs.GraphedTraining) -------------------------------
-    @property
-    def capturable_batch_sizes(self) -> tuple[int, ...]:
-        return (self.hp.meta_batch_size,)
-
-    def capturable_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, grad_clip: float):
-        """:func:`hamr.cuda_graphs.hamr_step` over this method's f_θ, whose optimiser is rebuilt
-        graph-ready (fused, capturable; before any state is loaded into it)."""
-        if self.hp.meta.every != 1 or self.meta_step_fn is not meta_step:
-            raise ConfigError(f"config: trainer.cuda_graphs=true is invalid with hamr.meta.every={self.hp.meta.every}; "
-                              "allowed: hamr.meta.every=1 (a graph replays a step with a meta step)")
-        self.weight_optimizer = graph_ready_optimizer(torch.optim.Adam, self.weight_net.parameters(),
-                                                      lr=self.rates.weight_net_lr, device=self.device,
-                                                      weight_decay=self.hp.weight_net_weight_decay)
-        return hamr_step(model, self.weight_net, self.weight_optimizer, optimizer, example_loss=self.example_loss,
-                         meta_loss=self.meta_loss, inner_lr=self.rates.inner_lr, clip=self._clip(),
-                         grad_clip=grad_clip, precision=self.precision, scope=self.scope,
-                         weighted_update=self.ablation.weighted_update)
-
-    def capturable_inputs(self) -> list[dict]:
-        return [self._next_meta_batch()]
-
-    def record_captured(self, batch: dict, outputs: tuple, flags: list[bool]) -> None:
-        _, _, signal, w_post, meta_loss = outputs
-        self._record_meta_step(meta_loss.clone(), flags[1])
-        self._record_step(batch, signal.clone(), w_post.clone())
 
     def state_dict(self) -> dict:
         """Everything that changes during training, for checkpoints (tensors on the CPU)."""

@@ -119,6 +119,8 @@ def length_sorted_loader(data: EncodedSplit, collate, batch_size: int) -> tuple[
                       shuffle=False, collate_fn=collate), order
 
 
-def model_inputs(batch: dict, device: torch.device) -> dict:
-    """The tensors the encoder takes (labels and index stay out: losses are computed outside)."""
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in ("labels", "index")}
+def model_inputs(batch: dict, device: torch.device | None = None) -> dict:
+    """The tensors the encoder takes (labels and index stay out: losses are computed outside),
+    moved to ``device`` (None: where they are)."""
+    return {k: v if device is None else v.to(device, non_blocking=True) for k, v in batch.items()
+            if k not in ("labels", "index")}
