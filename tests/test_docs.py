@@ -54,3 +54,9 @@ def test_every_relative_link_resolves(page):
     for target in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
         if "://" not in target:
             assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_results_hold_outputs_only():
+    """results/ is what runs produce: no code (scripts live in scripts/)."""
+    code = [p for p in (ROOT / "results").rglob("*") if p.suffix in (".py", ".sh")]
+    assert code == []

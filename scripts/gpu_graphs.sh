@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# the graphs call of 2026-11-28 (results/bench/gpu/2026-11-28b/call3): gpu_check.sh SECTIONS=graphs, then each graphed variant alone if it failed
 bundle=.gpu; out="$1"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/hamr_site "$bundle"/wheels/*.whl
 export PYTHONPATH="/tmp/hamr_site:$PWD/src:$PWD:$PWD/$bundle/shim" PYTHONUNBUFFERED=1 HAMR_DATA_DIR=/tmp/hamr_data \
