@@ -15,8 +15,8 @@ import torch
 
 
 def main() -> None:
+    import hamr.benchmark.step as bench
     import hamr.steps
-    import scripts.bench_step as bench
 
     name, argv = sys.argv[1], sys.argv[2:]
     if "mask4d" in name:

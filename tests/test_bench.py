@@ -80,3 +80,22 @@ def test_mode_summary_flags_modes_within_one_seed_std_of_exact_and_picks_the_che
     assert keeps == {"exact": True, "every4": True, "scope2": True, "scope0": False}
     assert summary["cheapest_keeping_accuracy"] == "scope2"  # 1.2x; scope0 is cheaper but loses accuracy
     assert "target ≤ 1.3× a CE step: **met on sst5 (1.20×)**" in (tmp_path / "modes" / "modes.md").read_text()
+
+
+def test_a_timed_pass_starts_afresh_its_records_dropped_and_h_unchanged():
+    """The step benchmark's start_pass: what the pass recorded is forgotten unapplied, and the next
+    pass starts with a meta step again."""
+    from hamr.benchmark.step import start_pass
+    from hamr.config import MetaConfig
+    from tests.algorithm.test_meta_step import tiny_model
+    from tests.algorithm.test_method import make_method, run_step, train_batch
+
+    model, method = tiny_model(), make_method("full", meta=MetaConfig(every=3))
+    run_step(method, model, train_batch([2, 5], seed=0))
+    run_step(method, model, train_batch([5, 7], seed=1))
+    h_before = method.h.copy()
+    start_pass(method)
+    assert method.steps == 0 and not method._pending_hardness and not method._epoch_weights
+    method.end_epoch(0)
+    np.testing.assert_array_equal(method.h, h_before)
+    assert method.next_extra_batches() != []  # a meta step comes first again

@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from hamr import paper
+from hamr.algorithm.diagnostics import DIAGNOSTICS
 from hamr.results import atomic_write_bytes
 from hamr.runs import load_runs
 from hamr.significance import item_counts, paired_bootstrap
-from hamr.tuning import DIAGNOSTICS
 
 BASELINES = list(paper.BASELINES)
 HAMRS = ["hamr_authors", "hamr"]  # hamr=authors (the authors' per-step values), hamr=default

@@ -14,17 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hamr.algorithm.diagnostics import DIAGNOSTICS
 from hamr.runs import run_collapsed
 
 FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation", "trainer.seed")  # name the study or the seed, not a trial
-# HAMR's last-epoch diagnostics (did each module move?) and their column labels, in the tuning summary
-# (averaged over a trial's seeds) and the tables' modules.md (over a configuration's seeds)
-DIAGNOSTICS = {"weight_p10": "w p10", "weight_p90": "w p90", "h_max_over_mean": "h max/mean",
-               "p_hard_decile_over_median": "p hard decile/median", "max_share_gap": "max share gap",
-               "spearman_h_loss": "Spearman(h, loss)", "weight_curve/z=-3": "f(z=-3)",
-               "weight_curve/z=+0": "f(z=0)", "weight_curve/z=+3": "f(z=+3)"}
-
-
 def parse_overrides(name: str) -> dict[str, str]:
     """``a=1,b.c=x`` (Hydra's override_dirname) -> {"a": "1", "b.c": "x"}."""
     return dict(item.split("=", 1) for item in name.split(",") if "=" in item)

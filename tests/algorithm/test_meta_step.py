@@ -9,8 +9,9 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from hamr.algorithm.meta_step import meta_step, meta_step_authors, scope_parameter_names
+from hamr.algorithm.meta_step import meta_step, scope_parameter_names
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights
+from hamr.benchmark.authors_step import meta_step_authors
 from hamr.losses import CrossEntropyLoss
 from hamr.models import build_model
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from hamr.algorithm.diagnostics import spread_diagnostics
 from hamr.algorithm.meta_step import meta_step
-from hamr.algorithm.method import HamrMethod, endless, spread_diagnostics
+from hamr.algorithm.method import HamrMethod, endless
 from hamr.algorithm.neighbors import knn_graph
 from hamr.algorithm.rates import step_rates
 from hamr.config import AblationConfig, HamrConfig, MetaConfig
@@ -167,17 +168,6 @@ def test_hardness_updates_of_an_epoch_apply_in_step_order(model):
     after_first = 0.5 * 1.0 + 0.5 * first[1]
     assert method.h[5] == pytest.approx(0.5 * after_first + 0.5 * second[0])
     assert method.h[2] == pytest.approx(0.5 + 0.5 * first[0]) and method.h[7] == pytest.approx(0.5 + 0.5 * second[1])
-
-
-def test_discarded_epoch_records_leave_h_unchanged_and_restart_the_meta_cadence(model):
-    method = make_method("full", meta=MetaConfig(every=3))
-    run_step(method, model, train_batch([2, 5], seed=0))
-    run_step(method, model, train_batch([5, 7], seed=1))
-    h_before = method.h.copy()
-    method.discard_epoch_records()
-    assert method.steps == 0 and not method._pending_hardness and not method._epoch_weights
-    method.end_epoch(0)
-    np.testing.assert_array_equal(method.h, h_before)
 
 
 def weights_by_hand(net, model, b) -> tuple[torch.Tensor, torch.Tensor]:
@@ -372,7 +362,7 @@ def test_weight_net_norm_ratio_reports_a_collapse_under_adams_l2_term(model):
 def test_a_flat_weight_curve_is_reported_and_warned_about(model, caplog):
     """The curve's relative spread over z = -3..+3 against an explicit reference; a net whose
     output no longer depends on z (hidden layer at 0, as after an L2 collapse) is warned about."""
-    from hamr.algorithm.method import Z_GRID
+    from hamr.algorithm.diagnostics import Z_GRID
     from hamr.algorithm.weights import weight_curve
 
     method = make_method("full")

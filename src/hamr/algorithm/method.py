@@ -4,14 +4,14 @@ hardness-aware neighbourhood resampling, with the ablation switches of docs/meth
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch.utils.data import DataLoader
 
+from hamr.algorithm.diagnostics import epoch_diagnostics, parameter_norm
 from hamr.algorithm.hardness import (
     initial_hardness,
     relative_loss,
@@ -23,17 +23,13 @@ from hamr.algorithm.meta_step import meta_step, scope_parameter_names
 from hamr.algorithm.neighbors import embed_texts, hard_examples, knn_graph, neighbourhood_scores
 from hamr.algorithm.rates import StepRates, step_rates, steps_per_epoch
 from hamr.algorithm.sampling import draw, draws_per_epoch, sampling_probabilities
-from hamr.algorithm.weights import WeightNet, weight_curve
+from hamr.algorithm.weights import WeightNet
 from hamr.config import ConfigError
 from hamr.data.subset import stratum_of
 from hamr.losses import CrossEntropyLoss, ElementwiseLoss, reduce_tokens
 from hamr.steps import graph_ready_optimizer, hamr_step, lr_on_device
 
 log = logging.getLogger(__name__)
-Z_GRID = torch.linspace(-3, 3, 7)  # where the learned loss -> weight curve is logged
-# Below this relative spread of the curve over Z_GRID ((max - min) / mean) the normalised weights of
-# any batch differ by less than 5%: the meta-weighting acts as uniform weights, and the run says so
-FLAT_CURVE_SPREAD = 0.05
 
 
 def endless(loader: DataLoader) -> Iterator[dict]:
@@ -85,7 +81,7 @@ class HamrMethod:
         # f_θ's parameter norm at initialisation: the diagnostics report the norm relative to it, because
         # a net whose norm falls towards 0 (Adam's L2 term outpulling a small meta gradient) has collapsed
         # to a flat curve however much it "moved"
-        self.weight_net_initial_norm = _parameter_norm(self.weight_net)
+        self.weight_net_initial_norm = parameter_norm(self.weight_net)
         self.meta_loss = CrossEntropyLoss()
         self.h = initial_hardness(len(pool), hp.ema_rule)
         self.b = np.zeros(len(pool))
@@ -99,55 +95,8 @@ class HamrMethod:
 
     @classmethod
     def from_context(cls, context, name: str) -> HamrMethod:
-        settings, data = context.settings, context.task_data
-        hp, ablation, seed = settings.hamr, settings.ablation, settings.trainer.seed
-        if hp.meta_set == "balanced":
-            moved, dev_counts, meta_counts = balanced_meta_indices(
-                data.train.targets, data.dev.targets, data.task, seed, hp.meta_max_share, hp.meta_min_train_count)
-            log.info("meta set: dev class counts %s; after moving %d training examples: %s",
-                     dev_counts, len(moved), meta_counts)
-        else:
-            moved = []
-            log.info("meta set: the dev split alone (%d examples); every training example is trained on",
-                     len(data.dev))
-        pool = np.setdiff1d(np.arange(len(data.train)), np.asarray(moved, dtype=np.int64))
-        if ablation.neighbor_boost and ablation.resampling and hp.k >= len(pool):
-            raise ConfigError(f"config: hamr.k={hp.k} is invalid; allowed: < the {len(pool)} training examples "
-                              "left after the meta set (lower hamr.k or raise dataset.max_train_examples)")
-        train_features = context.encoded["train"].features
-        meta_features = context.encoded["dev"].features + [train_features[i] for i in moved]
-
-        def meta_stream() -> Iterator[dict]:
-            return endless(DataLoader(meta_features, batch_size=hp.meta_batch_size, shuffle=True, drop_last=False,
-                                      collate_fn=context.collate, generator=torch.Generator().manual_seed(seed)))
-
-        neighbours = None
-        if ablation.resampling and ablation.neighbor_boost:
-            texts = [data.train.inputs[i] if data.task == "cls" else " ".join(data.train.inputs[i]) for i in pool]
-            embeddings = embed_texts(texts, hp.sentence_encoder, hp.embed_batch_size, hp.embed_max_length,
-                                     str(context.device), context.cache_dir, name=settings.dataset.name)
-            neighbours = knn_graph(embeddings, hp.k, hp.knn_index, hp.knn_exact_max)
-        type_counts = Counter(data.class_counts("train"))
-        pool_classes = [stratum_of(data.train.targets[i], data.task, type_counts) for i in pool]
-        _ensure_double_backward_attention(context.model)
-        scope = None if hp.meta.scope is None else scope_parameter_names(context.model, hp.meta.scope)
-        if scope is not None:
-            log.info("meta step: virtual update over the head and top %d layers (%d of %d parameter tensors)",
-                     hp.meta.scope, len(scope), sum(p.requires_grad for p in context.model.parameters()))
-        if hp.meta.every > 1:
-            log.info("meta step: every %d training steps; weights from the current f_θ in between", hp.meta.every)
-        trainer = settings.trainer
-        rates = step_rates(hp, trainer_lr=trainer.lr,
-                           steps_per_epoch=steps_per_epoch(hamr_epoch_size(hp, ablation, len(pool)), trainer.batch_size),
-                           epochs=trainer.epochs)
-        log.info("HAMR per-step rates: hardness EMA decay %.4g per %s, inner lr %.3g, weight-net lr %.3g "
-                 "(%d meta steps)", rates.gamma, "visit" if hp.ema_rule == "per_example" else "step",
-                 rates.inner_lr, rates.weight_net_lr, rates.meta_steps)
-        return cls(name=name, loss=context.loss, hp=hp, rates=rates, ablation=ablation, task=data.task,
-                   device=context.device,
-                   pool=pool, n_train=len(data.train), meta_batches=meta_stream(), neighbours=neighbours,
-                   pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed, scope=scope,
-                   restart_meta_batches=meta_stream)
+        """``method=hamr``'s target (conf/method/hamr.yaml): :func:`build_hamr_method`."""
+        return build_hamr_method(context, name)
 
     # --- the loop's interface -------------------------------------------------------------
     def epoch_size(self, n_train: int) -> int:
@@ -277,12 +226,6 @@ class HamrMethod:
         self._pending_hardness = []
         return last_signal
 
-    def discard_epoch_records(self) -> None:
-        """Forget this epoch's steps (pending h updates, weights, meta losses) without applying
-        them, and start the meta-step cadence again (the step benchmark times passes this way)."""
-        self._pending_hardness, self._epoch_weights, self._epoch_meta_losses = [], [], []
-        self.steps = 0
-
     def end_epoch(self, epoch: int) -> dict:
         last_signal = self._apply_hardness_updates()
         hard = hard_examples(self.h, self.hp.hard_ratio)
@@ -294,39 +237,11 @@ class HamrMethod:
         return diagnostics
 
     def _diagnostics(self, hard: np.ndarray, last_signal: np.ndarray) -> dict:
-        """Whether each module moved: the spread of w_post, of h and of the sampling probabilities
-        for the next epoch, each class's share of this epoch's draws against its share of the data,
-        and the rank correlation of h with the loss (each visited example's last hardness signal)."""
-        weights = torch.cat(self._epoch_weights).float().cpu() if self._epoch_weights else torch.ones(1)
-        row = {"weight_mean": weights.mean().item(), "weight_p10": weights.quantile(0.1).item(),
-               "weight_p90": weights.quantile(0.9).item(),
-               "meta_loss": torch.stack(self._epoch_meta_losses).mean().item() if self._epoch_meta_losses else float("nan"),
-               "b_mean": float(self.b.mean()), "skipped_meta_steps": self.skipped_meta_steps, "train_pool": len(self.pool)}
-        row.update(spread_diagnostics(self.h, self.probabilities(), last_signal))
-        row.update({"hardness_decay": self.rates.gamma, "inner_lr": self.rates.inner_lr,
-                    "weight_net_lr": self.rates.weight_net_lr,
-                    "weight_net_norm_ratio": _parameter_norm(self.weight_net) / self.weight_net_initial_norm})
-        curve = weight_curve(self.weight_net, Z_GRID.to(self.device)).cpu()
-        row.update({f"weight_curve/z={z:+.0f}": float(w) for z, w in zip(Z_GRID.tolist(), curve.tolist())})
-        row["weight_curve_spread"] = ((curve.max() - curve.min()) / curve.mean()).item()
-        if row["weight_curve_spread"] < FLAT_CURVE_SPREAD:
-            log.warning("the weight network's curve is flat (it varies by %.1f%% over z = -3..+3): the post-meta "
-                        "weights act as uniform weights; f_θ's norm is %.2fx its initial norm (near 0: Adam's L2 "
-                        "term, hamr.weight_net_weight_decay, outpulled the meta gradient; else the meta "
-                        "gradient prefers no loss level)",
-                        100 * row["weight_curve_spread"], row["weight_net_norm_ratio"])
-        classes = np.asarray(self.pool_classes)
-        members = defaultdict(int, Counter(self.pool_classes))
-        sampled = Counter(classes[self._epoch_sampled].tolist())
-        hard_counts = Counter(classes[hard].tolist())
-        gaps = []
-        for c in sorted(members):
-            row[f"data_share/{c}"] = members[c] / len(classes)
-            row[f"sample_share/{c}"] = sampled.get(c, 0) / max(len(self._epoch_sampled), 1)
-            row[f"hard_fraction/{c}"] = hard_counts.get(c, 0) / members[c]
-            gaps.append(abs(row[f"sample_share/{c}"] - row[f"data_share/{c}"]))
-        row["max_share_gap"] = max(gaps)
-        return row
+        return epoch_diagnostics(
+            weights=self._epoch_weights, meta_losses=self._epoch_meta_losses, h=self.h, p=self.probabilities(),
+            b=self.b, last_signal=last_signal, hard=hard, pool_classes=self.pool_classes, sampled=self._epoch_sampled,
+            weight_net=self.weight_net, initial_norm=self.weight_net_initial_norm, rates=self.rates,
+            skipped_meta_steps=self.skipped_meta_steps)
 
 
 def hamr_epoch_size(hp, ablation, pool_size: int) -> int:
@@ -334,26 +249,56 @@ def hamr_epoch_size(hp, ablation, pool_size: int) -> int:
     return draws_per_epoch(pool_size, hp.oversample) if ablation.resampling else pool_size
 
 
-def _parameter_norm(module: torch.nn.Module) -> float:
-    """The L2 norm of all of a module's parameters together."""
-    with torch.no_grad():
-        return torch.linalg.vector_norm(torch.cat([p.flatten() for p in module.parameters()])).item()
+def build_hamr_method(context, name: str) -> HamrMethod:
+    """A HamrMethod for a run (``context``: hamr.loop.RunContext): its meta set and pool, the k-NN
+    graph of the pool's sentence embeddings, the per-step rates of this run's length, the scope of
+    the virtual step; what it chose is logged."""
+    settings, data = context.settings, context.task_data
+    hp, ablation, seed = settings.hamr, settings.ablation, settings.trainer.seed
+    if hp.meta_set == "balanced":
+        moved, dev_counts, meta_counts = balanced_meta_indices(
+            data.train.targets, data.dev.targets, data.task, seed, hp.meta_max_share, hp.meta_min_train_count)
+        log.info("meta set: dev class counts %s; after moving %d training examples: %s",
+                 dev_counts, len(moved), meta_counts)
+    else:
+        moved = []
+        log.info("meta set: the dev split alone (%d examples); every training example is trained on",
+                 len(data.dev))
+    pool = np.setdiff1d(np.arange(len(data.train)), np.asarray(moved, dtype=np.int64))
+    if ablation.neighbor_boost and ablation.resampling and hp.k >= len(pool):
+        raise ConfigError(f"config: hamr.k={hp.k} is invalid; allowed: < the {len(pool)} training examples "
+                          "left after the meta set (lower hamr.k or raise dataset.max_train_examples)")
+    train_features = context.encoded["train"].features
+    meta_features = context.encoded["dev"].features + [train_features[i] for i in moved]
 
+    def meta_stream() -> Iterator[dict]:
+        return endless(DataLoader(meta_features, batch_size=hp.meta_batch_size, shuffle=True, drop_last=False,
+                                  collate_fn=context.collate, generator=torch.Generator().manual_seed(seed)))
 
-def spread_diagnostics(h: np.ndarray, p: np.ndarray, last_signal: np.ndarray) -> dict:
-    """How far hardness and sampling left uniform, from h (N,), the sampling probabilities p (N,)
-    and each example's last loss (N,; NaN where not seen):
-
-    - ``h_max_over_mean``: 1 while h is uniform;
-    - ``p_hard_decile_over_median``: mean p of the top 10% of examples by h over the median p
-      (1 while sampling is uniform);
-    - ``spearman_h_loss``: Spearman's rank correlation of h with the last loss over the examples
-      seen (> 0: hard means high loss; NaN with fewer than 3 seen or a constant input).
-    """
-    top = np.argsort(-h, kind="stable")[:max(1, int(np.ceil(0.1 * len(h))))]
-    seen = ~np.isnan(last_signal)
-    constant = seen.sum() < 3 or np.ptp(h[seen]) == 0 or np.ptp(last_signal[seen]) == 0
-    rho = float("nan") if constant else float(spearmanr(h[seen], last_signal[seen]).statistic)
-    return {"h_max_over_mean": float(h.max() / h.mean()),
-            "p_hard_decile_over_median": float(p[top].mean() / np.median(p)),
-            "spearman_h_loss": rho}
+    neighbours = None
+    if ablation.resampling and ablation.neighbor_boost:
+        texts = [data.train.inputs[i] if data.task == "cls" else " ".join(data.train.inputs[i]) for i in pool]
+        embeddings = embed_texts(texts, hp.sentence_encoder, hp.embed_batch_size, hp.embed_max_length,
+                                 str(context.device), context.cache_dir, name=settings.dataset.name)
+        neighbours = knn_graph(embeddings, hp.k, hp.knn_index, hp.knn_exact_max)
+    type_counts = Counter(data.class_counts("train"))
+    pool_classes = [stratum_of(data.train.targets[i], data.task, type_counts) for i in pool]
+    _ensure_double_backward_attention(context.model)
+    scope = None if hp.meta.scope is None else scope_parameter_names(context.model, hp.meta.scope)
+    if scope is not None:
+        log.info("meta step: virtual update over the head and top %d layers (%d of %d parameter tensors)",
+                 hp.meta.scope, len(scope), sum(p.requires_grad for p in context.model.parameters()))
+    if hp.meta.every > 1:
+        log.info("meta step: every %d training steps; weights from the current f_θ in between", hp.meta.every)
+    trainer = settings.trainer
+    rates = step_rates(hp, trainer_lr=trainer.lr,
+                       steps_per_epoch=steps_per_epoch(hamr_epoch_size(hp, ablation, len(pool)), trainer.batch_size),
+                       epochs=trainer.epochs)
+    log.info("HAMR per-step rates: hardness EMA decay %.4g per %s, inner lr %.3g, weight-net lr %.3g "
+             "(%d meta steps)", rates.gamma, "visit" if hp.ema_rule == "per_example" else "step",
+             rates.inner_lr, rates.weight_net_lr, rates.meta_steps)
+    return HamrMethod(name=name, loss=context.loss, hp=hp, rates=rates, ablation=ablation, task=data.task,
+               device=context.device,
+               pool=pool, n_train=len(data.train), meta_batches=meta_stream(), neighbours=neighbours,
+               pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed, scope=scope,
+               restart_meta_batches=meta_stream)

@@ -1,0 +1,124 @@
+"""Accuracy and speed of HAMR's cheaper meta modes against the exact step.
+
+    make bench-modes          # the training runs (skipped when finished), then this script
+    python scripts/bench_modes.py --exact results/table_cpu --modes results/bench/modes
+
+Reads the exact HAMR runs (``<exact>/runs/<dataset>/<method>/seed=*``, the `cpu` table's own
+runs) and each mode's runs (``<modes>/<mode>/runs/<dataset>/<method>/seed=*``; method
+``hamr_authors_full``, the hamr=authors preset these were measured with), and the step
+benchmark (``results/bench/step_cpu.json``, the modes' step time / CE step time measured side by
+side). A mode keeps the accuracy when its mean dev Macro-F1 is within one seed-std (ddof 1) of the
+exact step's mean. Writes ``<modes>/modes.{md,json}``: per mode dev and test mean ± std, the step
+ratios, and the cheapest mode that keeps the accuracy, with whether it is ≤ 1.3× CE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hamr.results import atomic_write_bytes
+from hamr.runs import load_runs
+
+# mode folder -> (the override that makes it, the step benchmark's variant)
+MODES = {"exact": ("hamr.meta.every=1 hamr.meta.scope=null", "hamr_exact"),
+         "every4": ("hamr.meta.every=4", "hamr_every4"),
+         "scope2": ("hamr.meta.scope=2", "hamr_scope2"),
+         "scope0": ("hamr.meta.scope=0", "hamr_scope0")}
+TARGET_RATIO = 1.3
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--exact", type=Path, default=Path("results/table_cpu"), help="folder holding the exact runs")
+    parser.add_argument("--modes", type=Path, default=Path("results/bench/modes"), help="folder of <mode>/runs")
+    parser.add_argument("--step-bench", type=Path, default=Path("results/bench/step_cpu.json"))
+    parser.add_argument("--dataset", default="cyclone_idai_2019")
+    parser.add_argument("--method", default="hamr_authors_full", help="the run folders' method name")
+    return parser.parse_args(argv)
+
+
+def mode_scores(folder: Path, dataset: str, method: str) -> dict | None:
+    runs, _ = load_runs(folder)
+    runs = runs[(runs.dataset == dataset) & (runs.method == method)] if len(runs) else runs
+    if len(runs) == 0:
+        return None
+    seconds_per_step = [m["train_seconds"] / m["steps"] for m in runs.metrics]
+    return {"seeds": sorted(int(s) for s in runs.seed), "dev": [float(x) for x in runs.dev],
+            "test": [float(x) for x in runs.test], "dev_mean": float(runs.dev.mean()),
+            "dev_std": float(runs.dev.std(ddof=1)) if len(runs) > 1 else float("nan"),
+            "test_mean": float(runs.test.mean()),
+            "test_std": float(runs.test.std(ddof=1)) if len(runs) > 1 else float("nan"),
+            "train_seconds_per_step": float(np.median(seconds_per_step))}
+
+
+def summarise(args: argparse.Namespace) -> dict:
+    step = json.loads(args.step_bench.read_text()) if args.step_bench.is_file() else {"datasets": {}}
+    rows = {}
+    for mode, (override, variant) in MODES.items():
+        scores = mode_scores(args.exact if mode == "exact" else args.modes / mode, args.dataset, args.method)
+        ratios = {name: d["variants"][variant]["ratio_to_ce_median"] for name, d in step["datasets"].items()
+                  if variant in d["variants"]}
+        rows[mode] = {"override": override, "scores": scores, "step_ratio_to_ce": ratios}
+    exact = rows["exact"]["scores"]
+    for row in rows.values():
+        s = row["scores"]
+        row["keeps_accuracy"] = (None if s is None or exact is None or len(exact["seeds"]) < 2
+                                 else bool(abs(s["dev_mean"] - exact["dev_mean"]) <= exact["dev_std"]))
+    keeping = [m for m, r in rows.items() if m != "exact" and r["keeps_accuracy"] and r["step_ratio_to_ce"]]
+    cheapest = min(keeping, key=lambda m: max(rows[m]["step_ratio_to_ce"].values()), default=None)
+    return {"dataset": args.dataset, "modes": rows, "cheapest_keeping_accuracy": cheapest,
+            "target_ratio": TARGET_RATIO, "step_bench": {k: step.get(k) for k in ("command", "date", "machine")},
+            "built_at": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
+
+
+def pct(mean: float, std: float) -> str:
+    return f"{100 * mean:.1f}" + ("" if np.isnan(std) else f" ± {100 * std:.1f}")
+
+
+def markdown(summary: dict) -> str:
+    lines = ["# Cheaper meta modes vs the exact step", "",
+             f"Made by `{summary['command']}` on {summary['built_at']} from the runs' metrics.json and the step "
+             f"benchmark (`{summary['step_bench']['command']}`, {summary['step_bench']['date']}).", "",
+             f"Dataset {summary['dataset']}, the `cpu` table's settings (`experiment=table_cpu`), HAMR full, one row per "
+             "mode; Macro-F1 in %, mean ± std over seeds. Step / CE: the mode's training step time over a CE step "
+             "measured side by side on the same batches (scripts/bench_step.py). Keeps accuracy: mean dev Macro-F1 "
+             "within one seed-std of the exact step's.", "",
+             "| mode | override | seeds | dev Macro-F1 | test Macro-F1 | step / CE | keeps accuracy |",
+             "|---|---|---|---|---|---|---|"]
+    for mode, row in summary["modes"].items():
+        s = row["scores"]
+        ratio = ", ".join(f"{v:.2f}× {k}" for k, v in row["step_ratio_to_ce"].items()) or "-"
+        keeps = {None: "-", True: "yes", False: "no"}[row["keeps_accuracy"]] if mode != "exact" else "(reference)"
+        if s is None:
+            lines.append(f"| {mode} | `{row['override']}` | 0 | missing | missing | {ratio} | - |")
+        else:
+            lines.append(f"| {mode} | `{row['override']}` | {','.join(map(str, s['seeds']))} | "
+                         f"{pct(s['dev_mean'], s['dev_std'])} | {pct(s['test_mean'], s['test_std'])} | {ratio} | {keeps} |")
+    cheapest = summary["cheapest_keeping_accuracy"]
+    lines.append("")
+    if cheapest is None:
+        lines.append("No cheaper mode keeps the exact step's dev Macro-F1 within one seed-std (or runs are missing).")
+    else:
+        ratios = summary["modes"][cheapest]["step_ratio_to_ce"]
+        verdicts = [f"{'met' if v <= summary['target_ratio'] else 'not met'} on {k} ({v:.2f}×)" for k, v in ratios.items()]
+        lines.append(f"Cheapest mode that keeps the accuracy: **{cheapest}**; target ≤ {summary['target_ratio']}× a CE "
+                     f"step: **{', '.join(verdicts)}**.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    summary = summarise(args)
+    atomic_write_bytes(args.modes / "modes.json", json.dumps(summary, indent=2).encode())
+    text = markdown(summary)
+    atomic_write_bytes(args.modes / "modes.md", text.encode())
+    print(text)
+    return 0
+
