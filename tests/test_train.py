@@ -228,7 +228,8 @@ def test_a_record_from_before_an_added_option_is_read_with_the_old_behaviour(tmp
     reused for that value and rerun for the other."""
     from hamr.runs import finished_run
 
-    record = {"method": "hamr_full", "config": {"hamr": {"tau": 0.7}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}}
+    record = {"method": "hamr_full", "dev_macro_f1": 0.5, "test_macro_f1": 0.5,
+              "config": {"hamr": {"tau": 0.7}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}}
     (tmp_path / "metrics.json").write_text(json.dumps(record))
     resolved = {"hamr": {"tau": 0.7, "weight_normalisation": "detached_mean"}, "trainer": {"lr": 1e-4},
                 "dataset": {"name": "x"}}
@@ -260,11 +261,12 @@ def test_a_baseline_run_is_reused_whatever_hamrs_settings(tmp_path):
 
     baseline = {"method": {"_target_": "hamr.loop.BaselineMethod.from_context", "name": "ce"},
                 "hamr": {"tau": 0.7}, "ablation": {"name": "full"}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}
-    (tmp_path / "metrics.json").write_text(json.dumps({"config": baseline}))
+    scores = {"dev_macro_f1": 0.5, "test_macro_f1": 0.5}  # a finished run's record has its scores
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": baseline, **scores}))
     assert finished_run(tmp_path, {**baseline, "hamr": {"tau": 0.5}, "ablation": {"name": "other"}}) is not None
     assert finished_run(tmp_path, {**baseline, "trainer": {"lr": 2e-4}}) is None
     hamr_run = {**baseline, "method": {"_target_": "hamr.algorithm.method.HamrMethod.from_context", "name": "hamr"}}
-    (tmp_path / "metrics.json").write_text(json.dumps({"config": hamr_run}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": hamr_run, **scores}))
     assert finished_run(tmp_path, {**hamr_run, "hamr": {"tau": 0.5}}) is None
 
 
