@@ -59,6 +59,7 @@ test-gpu:  ## the `gpu` tests, on a machine with CUDA
 
 lint:  ## ruff
 	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 train:  ## one training run: make train ARGS="dataset=sst5 baseline_loss=focal"
 	$(BIN)/python -m hamr.train $(ARGS)

@@ -21,8 +21,12 @@ from hamr.reproduce import UntrustedRecord, differences, rerun
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path, help="a run folder holding metrics.json and predictions.npz")
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("HAMR_DATA_DIR"),
-                        help="where the datasets are (default: $HAMR_DATA_DIR, else the recorded folder)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get("HAMR_DATA_DIR"),
+        help="where the datasets are (default: $HAMR_DATA_DIR, else the recorded folder)",
+    )
     args = parser.parse_args(argv)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="hamr-reproduce-") as scratch:

@@ -20,6 +20,7 @@ def main() -> None:
 
     name, argv = sys.argv[1], sys.argv[2:]
     if "mask4d" in name:
+
         def four_d_inputs(batch, device=None):
             inputs = {k: v for k, v in batch.items() if k not in ("labels", "index")}
             inputs["attention_mask"] = inputs["attention_mask"][:, None, None, :].bool()

@@ -31,17 +31,21 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: no tuning runs under {args.results}/runs: run `make tune-baselines` first")
     ranked = rank_trials(trials, args.min_seeds)
     chosen = choices(ranked)
-    header = (f"# Tuning on dev: {args.results}\n\nBuilt by `python scripts/summarize_tuning.py {args.results}` on "
-              f"{time.strftime('%Y-%m-%d %H:%M %Z')} ({platform.machine()}), from {len(trials)} finished runs. "
-              "Each trial is the mean dev Macro-F1 over its seeds; test was not read.\n\n")
+    header = (
+        f"# Tuning on dev: {args.results}\n\nBuilt by `python scripts/summarize_tuning.py {args.results}` on "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')} ({platform.machine()}), from {len(trials)} finished runs. "
+        "Each trial is the mean dev Macro-F1 over its seeds; test was not read.\n\n"
+    )
     atomic_write_bytes(args.results / "summary.md", (header + summary_markdown(ranked, chosen)).encode())
     atomic_write_bytes(args.results / "chosen.json", json.dumps(chosen, indent=2).encode())
     print(header + summary_markdown(ranked, chosen))
     if args.tuned:
         from omegaconf import OmegaConf
 
-        print(f"\n# chosen on dev in {args.results}/chosen.json, 3 significant digits: [classification, NER] "
-              "(null: not chosen yet)")
+        print(
+            f"\n# chosen on dev in {args.results}/chosen.json, 3 significant digits: [classification, NER] "
+            "(null: not chosen yet)"
+        )
         print(OmegaConf.to_yaml({"tuned": tuned_values(chosen, significant=3)}))
     return 0
 

@@ -30,8 +30,9 @@ def data_dir() -> Path:
     path = shared_data_dir()
     missing = [name for name in DATASETS if not (path / name / "train.json").is_file()]
     if missing:
-        message = (f"the datasets {', '.join(missing)} are not at {path}: set HAMR_DATA_DIR or put shared/ beside "
-                   "the checkout")
+        message = (
+            f"the datasets {', '.join(missing)} are not at {path}: set HAMR_DATA_DIR or put shared/ beside the checkout"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -13,15 +13,39 @@ from tests.conftest import ROOT
 
 
 def run_script(name: str, *args: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], check=True, cwd=ROOT,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args], check=True, cwd=ROOT, capture_output=True, text=True
+    )
 
 
 @pytest.mark.slow
 def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
-    run_script("bench_step.py", "--model", "tiny_random", "--datasets", "sst5", "--variants", "ce", "hamr_exact",
-               "hamr_every4", "authors", "--reps", "2", "--warmup", "0", "--batches", "2", "--max-length", "32",
-               "--memory-variants", "ce", "hamr_exact", "--profile", "--out", str(tmp_path))
+    run_script(
+        "bench_step.py",
+        "--model",
+        "tiny_random",
+        "--datasets",
+        "sst5",
+        "--variants",
+        "ce",
+        "hamr_exact",
+        "hamr_every4",
+        "authors",
+        "--reps",
+        "2",
+        "--warmup",
+        "0",
+        "--batches",
+        "2",
+        "--max-length",
+        "32",
+        "--memory-variants",
+        "ce",
+        "hamr_exact",
+        "--profile",
+        "--out",
+        str(tmp_path),
+    )
     results = json.loads((tmp_path / "step_cpu_tiny_random.json").read_text())
     rows = results["datasets"]["sst5"]["variants"]
     for row in rows.values():  # each ratio: the median over repetitions of the times measured side by side
@@ -35,8 +59,10 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     assert profile["item_calls_per_step"] >= 1  # the finite check of each step reads a scalar
     ce_ops = rows["ce"]["profile"]["aten_ops_per_step"]
     assert profile["aten_ops_per_step"] > 2 * ce_ops > 0  # a second-order step runs far more operators
-    assert f"| hamr_exact | {profile['aten_ops_per_step']:.1f} | {profile['aten_ops_per_step'] / ce_ops:.2f} |" in \
-        (tmp_path / "step_cpu_tiny_random.md").read_text()
+    assert (
+        f"| hamr_exact | {profile['aten_ops_per_step']:.1f} | {profile['aten_ops_per_step'] / ce_ops:.2f} |"
+        in (tmp_path / "step_cpu_tiny_random.md").read_text()
+    )
     assert len(profile["top_self_ms_per_step"]) > 0
     frequent = list(profile["top_calls_per_step"].values())  # the most frequent aten calls, most first
     assert frequent == sorted(frequent, reverse=True) and sum(frequent) <= profile["aten_ops_per_step"]
@@ -44,13 +70,31 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
     text = (tmp_path / "step_cpu_tiny_random.md").read_text()
     assert "HAMR exact step / CE step" in text and "authors' step / HAMR exact step" in text
     ops_ratio = profile["aten_ops_per_step"] / ce_ops
-    assert f"| sst5 | aten operator calls per step, HAMR exact / CE | <= 3.0 | {ops_ratio:.2f} | " \
+    assert (
+        f"| sst5 | aten operator calls per step, HAMR exact / CE | <= 3.0 | {ops_ratio:.2f} | "
         f"{'met' if ops_ratio <= 3 else 'not met'} |" in text
+    )
 
 
 def test_knn_benchmark_builds_refreshes_and_measures_recall(tmp_path):
-    run_script("bench_knn.py", "--sizes", "1500", "3000", "--exact-max", "2000", "--dim", "32", "--centres", "50",
-               "--recall-sample", "200", "--authors-sample", "100", "--out", str(tmp_path))
+    run_script(
+        "bench_knn.py",
+        "--sizes",
+        "1500",
+        "3000",
+        "--exact-max",
+        "2000",
+        "--dim",
+        "32",
+        "--centres",
+        "50",
+        "--recall-sample",
+        "200",
+        "--authors-sample",
+        "100",
+        "--out",
+        str(tmp_path),
+    )
     rows = json.loads((tmp_path / "knn.json").read_text())["sizes"]
     assert rows[1]["recall_at_k"] >= 0.9  # the HNSW graph of N = 3,000 against exact search
     assert rows[1]["authors_refresh_extrapolated"] and rows[1]["refresh_seconds_median"] > 0
@@ -62,19 +106,33 @@ def test_mode_summary_flags_modes_within_one_seed_std_of_exact_and_picks_the_che
 
     def runs(folder, devs):
         for seed, dev in enumerate(devs, start=1):
-            write_run(folder / "runs" / "cyclone_idai_2019" / "hamr_authors_full" / f"seed={seed}",
-                      {"dev_macro_f1": dev, "test_macro_f1": dev - 0.01, "train_seconds": 10.0, "steps": 5}, {})
+            write_run(
+                folder / "runs" / "cyclone_idai_2019" / "hamr_authors_full" / f"seed={seed}",
+                {"dev_macro_f1": dev, "test_macro_f1": dev - 0.01, "train_seconds": 10.0, "steps": 5},
+                {},
+            )
 
     runs(tmp_path / "exact", [0.40, 0.42, 0.44])  # mean 0.42, std 0.02
     runs(tmp_path / "modes" / "every4", [0.41, 0.43, 0.42])  # mean 0.42: keeps
     runs(tmp_path / "modes" / "scope2", [0.40, 0.41, 0.42])  # mean 0.41: keeps
     runs(tmp_path / "modes" / "scope0", [0.30, 0.31, 0.32])  # mean 0.31: does not keep
     variants = {"hamr_exact": 3.0, "hamr_every4": 1.5, "hamr_scope2": 1.2, "hamr_scope0": 1.1}
-    step = {"command": "bench", "date": "today", "machine": "cpu", "datasets": {
-        "sst5": {"variants": {v: {"ratio_to_ce_median": r} for v, r in variants.items()}}}}
+    step = {
+        "command": "bench",
+        "date": "today",
+        "machine": "cpu",
+        "datasets": {"sst5": {"variants": {v: {"ratio_to_ce_median": r} for v, r in variants.items()}}},
+    }
     (tmp_path / "step.json").write_text(json.dumps(step))
-    run_script("bench_modes.py", "--exact", str(tmp_path / "exact"), "--modes", str(tmp_path / "modes"),
-               "--step-bench", str(tmp_path / "step.json"))
+    run_script(
+        "bench_modes.py",
+        "--exact",
+        str(tmp_path / "exact"),
+        "--modes",
+        str(tmp_path / "modes"),
+        "--step-bench",
+        str(tmp_path / "step.json"),
+    )
     summary = json.loads((tmp_path / "modes" / "modes.json").read_text())
     keeps = {mode: row["keeps_accuracy"] for mode, row in summary["modes"].items()}
     assert keeps == {"exact": True, "every4": True, "scope2": True, "scope0": False}

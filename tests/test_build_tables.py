@@ -21,19 +21,51 @@ def build_tables():
     return hamr.tables
 
 
-def fake_run(results: Path, method: str, seed: int, dev: float, test: float, pred: np.ndarray,
-             dataset: str = "sst5", collapsed: bool = False, steps: int = 189) -> None:
-    history = [{"epoch": epoch, "weight_curve/z=-1.0": 0.4, "weight_curve/z=1.0": 0.6, "data_share/neg": 0.5,
-                "data_share/pos": 0.5, "sample_share/neg": 0.4, "sample_share/pos": 0.6,
-                "weight_p90": 1.0 + 0.1 * seed * epoch, "spearman_h_loss": 0.5} for epoch in (1, 2)]
-    metrics = {"dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "test_macro_f1": test,
-               "model": "minilm", "label_names": LABELS, "train_class_counts": {"neg": 30, "pos": 10},
-               "test": {"per_class_f1": {"neg": test, "pos": test}}, "history": history, "wall_seconds": 60.0,
-               # collapsed (hamr.metrics.collapsed): more than half the classes at dev F1 0
-               "dev": {"per_class_f1": {"neg": 0.0, "pos": 0.0} if collapsed else {"neg": dev, "pos": dev}},
-               "steps": steps,
-               "config": {"dataset": {"task": "cls", "max_train_examples": 1000, "max_eval_examples": None},
-                          "trainer": {"epochs": 3, "max_length": 64, "batch_size": 16, "lr": 1e-4}}}
+def fake_run(
+    results: Path,
+    method: str,
+    seed: int,
+    dev: float,
+    test: float,
+    pred: np.ndarray,
+    dataset: str = "sst5",
+    collapsed: bool = False,
+    steps: int = 189,
+) -> None:
+    history = [
+        {
+            "epoch": epoch,
+            "weight_curve/z=-1.0": 0.4,
+            "weight_curve/z=1.0": 0.6,
+            "data_share/neg": 0.5,
+            "data_share/pos": 0.5,
+            "sample_share/neg": 0.4,
+            "sample_share/pos": 0.6,
+            "weight_p90": 1.0 + 0.1 * seed * epoch,
+            "spearman_h_loss": 0.5,
+        }
+        for epoch in (1, 2)
+    ]
+    metrics = {
+        "dataset": dataset,
+        "method": method,
+        "seed": seed,
+        "dev_macro_f1": dev,
+        "test_macro_f1": test,
+        "model": "minilm",
+        "label_names": LABELS,
+        "train_class_counts": {"neg": 30, "pos": 10},
+        "test": {"per_class_f1": {"neg": test, "pos": test}},
+        "history": history,
+        "wall_seconds": 60.0,
+        # collapsed (hamr.metrics.collapsed): more than half the classes at dev F1 0
+        "dev": {"per_class_f1": {"neg": 0.0, "pos": 0.0} if collapsed else {"neg": dev, "pos": dev}},
+        "steps": steps,
+        "config": {
+            "dataset": {"task": "cls", "max_train_examples": 1000, "max_eval_examples": None},
+            "trainer": {"epochs": 3, "max_length": 64, "batch_size": 16, "lr": 1e-4},
+        },
+    }
     write_run(results / "runs" / dataset / method / f"seed={seed}", metrics, {"gold": GOLD, "pred": pred})
 
 
@@ -49,8 +81,21 @@ def tables(tmp_path_factory, build_tables):
     (results / "runs" / "sst5" / "icf" / "seed=1").mkdir(parents=True)
     (results / "runs" / "sst5" / "icf" / "seed=1" / "error.json").write_text(json.dumps({"error": "x"}))
     out = results / "tables"
-    assert build_tables.main([str(results), "--out", str(out), "--figures", str(results / "figures"),
-                              "--resamples", "1000", "--no-wandb"]) == 0
+    assert (
+        build_tables.main(
+            [
+                str(results),
+                "--out",
+                str(out),
+                "--figures",
+                str(results / "figures"),
+                "--resamples",
+                "1000",
+                "--no-wandb",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -101,7 +146,10 @@ def test_figures_and_the_numbers_they_draw(tables):
     figures = sorted(p.name for p in (tables.parent / "figures").glob("*.png"))
     assert figures == ["modules_sst5.png", "per_class_f1.png", "sampling_share.png", "weight_curve.png"]
     data = json.loads((tables.parent / "figures" / "figure_data.json").read_text())
-    assert data["per_class_f1"]["sst5"]["ce"] == {"neg": pytest.approx(0.5), "pos": pytest.approx(0.5)}  # mean of .4 .5 .6
+    assert data["per_class_f1"]["sst5"]["ce"] == {
+        "neg": pytest.approx(0.5),
+        "pos": pytest.approx(0.5),
+    }  # mean of .4 .5 .6
     assert data["per_class_f1"]["sst5"]["hamr_full"]["pos"] == pytest.approx(0.7)
     history = data["histories"]["hamr_full"]["sst5"]  # HAMR seeds 1-3: weight_p90 = 1 + 0.1 seed epoch
     assert [row["weight_p90"] for row in history] == pytest.approx([1.2, 1.4])
@@ -120,12 +168,15 @@ def test_modules_table_gives_last_epoch_means_over_seeds(tables):
 
 
 def test_figure_histories_are_per_epoch_means_over_seeds_cut_to_the_shortest_run(build_tables):
-    seed_1 = [{"epoch": 1, "weight_curve/z=0.0": 0.2, "sample_share/neg": 0.5},
-              {"epoch": 2, "weight_curve/z=0.0": 0.4, "sample_share/neg": 0.7}]
+    seed_1 = [
+        {"epoch": 1, "weight_curve/z=0.0": 0.2, "sample_share/neg": 0.5},
+        {"epoch": 2, "weight_curve/z=0.0": 0.4, "sample_share/neg": 0.7},
+    ]
     seed_2 = [{"epoch": 1, "weight_curve/z=0.0": 0.6, "sample_share/neg": 0.3}]
     merged = build_tables.mean_history([seed_1, seed_2])
-    assert merged == [{"epoch": 1, "weight_curve/z=0.0": pytest.approx(0.4), "sample_share/neg": pytest.approx(0.4),
-                       "n_seeds": 2}]
+    assert merged == [
+        {"epoch": 1, "weight_curve/z=0.0": pytest.approx(0.4), "sample_share/neg": pytest.approx(0.4), "n_seeds": 2}
+    ]
     assert build_tables.mean_history([seed_1])[1]["weight_curve/z=0.0"] == pytest.approx(0.4)
 
 
@@ -133,15 +184,18 @@ def test_each_ablation_is_bootstrapped_against_full_hamr_on_the_seeds_both_have(
     for seed in (1, 2):
         fake_run(tmp_path, "hamr_full", seed, dev=0.7, test=1.0, pred=GOLD.copy(), dataset="bionlp2004")
     for seed in (1, 2, 3):  # seed 3 has no full-HAMR partner: left out of the paired test
-        fake_run(tmp_path, "hamr_no_resampling", seed, dev=0.5, test=1 / 3, pred=np.zeros_like(GOLD),
-                 dataset="bionlp2004")
+        fake_run(
+            tmp_path, "hamr_no_resampling", seed, dev=0.5, test=1 / 3, pred=np.zeros_like(GOLD), dataset="bionlp2004"
+        )
     build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
     ablation = pd.read_csv(tmp_path / "t" / "ablation.csv", dtype=str, keep_default_na=False)
     row = ablation.set_index("configuration").loc["HAMR w/o resampling"]
     assert row["BioNLP - full (p)"] == "-66.7 (p <0.001)"  # 1/3 vs 1, as in the main-table test
     assert row["Irma17 - full (p)"] == "missing" and row["Irma17"] == "missing"
     tests = [t for t in json.loads((tmp_path / "t" / "significance.json").read_text()) if t["vs"] == "HAMR (full)"]
-    assert [(t["configuration"], t["dataset"], t["seeds"]) for t in tests] == [("HAMR w/o resampling", "BioNLP", [1, 2])]
+    assert [(t["configuration"], t["dataset"], t["seeds"]) for t in tests] == [
+        ("HAMR w/o resampling", "BioNLP", [1, 2])
+    ]
     assert tests[0]["delta"] == pytest.approx(-2 / 3)
 
 
@@ -168,8 +222,15 @@ def test_a_collapsed_seed_is_counted_marked_and_left_out_of_the_best_baseline_ch
     with and without that seed; seeds.md marks it."""
     for seed in (1, 2, 3):
         fake_run(tmp_path, "ce", seed, dev=0.50, test=0.50, pred=np.zeros_like(GOLD))
-        fake_run(tmp_path, "icf", seed, dev=0.05 if seed == 1 else 0.60, test=0.05 if seed == 1 else 0.65,
-                 pred=np.zeros_like(GOLD), collapsed=seed == 1)  # dev mean with it 0.42 < CE's 0.50
+        fake_run(
+            tmp_path,
+            "icf",
+            seed,
+            dev=0.05 if seed == 1 else 0.60,
+            test=0.05 if seed == 1 else 0.65,
+            pred=np.zeros_like(GOLD),
+            collapsed=seed == 1,
+        )  # dev mean with it 0.42 < CE's 0.50
         fake_run(tmp_path, "hamr_full", seed, dev=0.55, test=0.55, pred=np.zeros_like(GOLD))
     build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
     row = main_row(tmp_path / "t")
@@ -203,3 +264,20 @@ def test_hamr_over_the_loss_chosen_on_dev_has_its_column_and_its_gain(tmp_path, 
     seeds = pd.read_csv(tmp_path / "t" / "seeds.csv", dtype=str, keep_default_na=False).set_index("configuration")
     assert seeds.loc["HAMR + ICF", "seed 1"] == "100.0 (55.0)"
     assert main_row(tmp_path / "t", "BioNLP")["HAMR + loss (dev)"] == "missing"
+
+
+def test_the_gain_is_tested_on_the_seeds_where_neither_run_collapsed(tmp_path, build_tables):
+    for seed in (1, 2, 3):
+        fake_run(
+            tmp_path,
+            "ce",
+            seed,
+            dev=0.5,
+            test=0.0 if seed == 1 else 1.0,
+            pred=np.zeros_like(GOLD) if seed == 1 else GOLD.copy(),
+            collapsed=seed == 1,
+        )
+        fake_run(tmp_path, "hamr_full", seed, dev=0.5, test=1.0, pred=GOLD.copy())
+    build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    (test,) = json.loads((tmp_path / "t" / "significance.json").read_text())
+    assert test["seeds"] == [2, 3] and test["collapsed_seeds"] == [1] and test["delta"] == 0.0

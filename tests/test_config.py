@@ -18,16 +18,29 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options():
-    assert options("dataset") == ["bionlp2004", "cyclone_idai_2019", "hurricane_irma_2017",
-                                  "mit_restaurant", "sst5", "tweetner7_2020"]
-    assert options("model") == ["bert_base_cased", "bert_base_random", "deberta_v3_base", "minilm", "minilm_random",
-                                "tiny_random"]
+    assert options("dataset") == [
+        "bionlp2004",
+        "cyclone_idai_2019",
+        "hurricane_irma_2017",
+        "mit_restaurant",
+        "sst5",
+        "tweetner7_2020",
+    ]
+    assert options("model") == [
+        "bert_base_cased",
+        "bert_base_random",
+        "deberta_v3_base",
+        "minilm",
+        "minilm_random",
+        "tiny_random",
+    ]
     assert options("baseline_loss") == ["ce", "dice", "focal", "icf"]
     assert set(options("logger")) == {"none", "wandb"}
 
 
-@pytest.mark.parametrize("dataset,model,loss", itertools.product(
-    options("dataset"), options("model"), options("baseline_loss")))
+@pytest.mark.parametrize(
+    "dataset,model,loss", itertools.product(options("dataset"), options("model"), options("baseline_loss"))
+)
 def test_compose_dataset_model_loss(compose_cfg, dataset, model, loss):
     cfg = compose_cfg([f"dataset={dataset}", f"model={model}", f"baseline_loss={loss}"])
     settings = validate(cfg)
@@ -76,45 +89,64 @@ def test_data_dir_follows_the_environment(compose_cfg, monkeypatch, tmp_path):
     assert validate(compose_cfg(["dataset=sst5"])).dataset.dir == f"{tmp_path}/sst5"
 
 
-@pytest.mark.parametrize("override,message", [
-    ("trainer.lr=-1", "trainer.lr=-1.0 is invalid; allowed: > 0"),
-    ("trainer.select=median", "trainer.select='median' is invalid; allowed: best | last"),
-    ("trainer.epochs=0", "trainer.epochs=0 is invalid"),
-    ("hamr.gamma=0.99", "hamr.gamma/hardness_half_life=(0.99, 1.0) is invalid; allowed: exactly one of the two set"),
-    ("hamr.weight_net_lr=1e-4", "hamr.weight_net_lr/weight_net_travel=(0.0001, 1.0) is invalid; allowed: exactly one"),
-    ("hamr.inner_lr_ratio=null", "hamr.inner_lr/inner_lr_ratio=(None, None) is invalid; allowed: exactly one"),
-    ("hamr.hardness_half_life=0", "hamr.hardness_half_life=0.0 is invalid; allowed: > 0 or null"),
-    ("hamr.weight_net_travel=-1", "hamr.weight_net_travel=-1.0 is invalid; allowed: > 0 or null"),
-    ("hamr.hardness_signal=loss", "hamr.hardness_signal='loss' is invalid; allowed: weight | relative_loss"),
-    ("hamr.weight_activation=softplus", "hamr.weight_activation='softplus' is invalid; allowed: sigmoid | exp"),
-    ("hamr.weight_normalisation=sum", "hamr.weight_normalisation='sum' is invalid; allowed: detached_mean | mean"),
-    ("hamr.ner_example_loss=sum", "hamr.ner_example_loss='sum' is invalid; allowed: max | mean | tokens"),
-    ("hamr.meta_set=train", "hamr.meta_set='train' is invalid; allowed: balanced | dev"),
-    ("hamr.meta_min_train_count=-1", "hamr.meta_min_train_count=-1 is invalid; allowed: >= 0"),
-    ("hamr.tau=0", "hamr.tau=0.0 is invalid; allowed: > 0"),
-    ("hamr.hard_ratio=0", "hamr.hard_ratio=0.0 is invalid; allowed: (0, 1]"),
-    ("hamr.weight_clip_low=9", "hamr.weight_clip_low/high"),
-    ("dataset.max_train_examples=0", "dataset.max_train_examples=0 is invalid"),
-    ("trainer.graph_lengths=[64,32]", "trainer.graph_lengths=[64, 32] is invalid; allowed: null or increasing lengths "
-                                      "in [8, trainer.max_length=128]"),
-    ("trainer.graph_lengths=[32,256]", "trainer.graph_lengths=[32, 256] is invalid"),
-    # names that become folders stay one folder: no way out of results_dir or the caches
-    ("dataset.name=../../../escaped", "dataset.name='../../../escaped' is invalid; allowed: letters, digits and "
-                                      "_ . + - (one folder name, not . or ..)"),
-    ("dataset.name=..", "dataset.name='..' is invalid"),
-    ("hamr.name=a/b", "hamr.name='a/b' is invalid"),
-    ("ablation.name=..", "ablation.name='..' is invalid"),
-    ("model.name=x/../y", "model.name='x/../y' is invalid"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("trainer.lr=-1", "trainer.lr=-1.0 is invalid; allowed: > 0"),
+        ("trainer.select=median", "trainer.select='median' is invalid; allowed: best | last"),
+        ("trainer.epochs=0", "trainer.epochs=0 is invalid"),
+        (
+            "hamr.gamma=0.99",
+            "hamr.gamma/hardness_half_life=(0.99, 1.0) is invalid; allowed: exactly one of the two set",
+        ),
+        (
+            "hamr.weight_net_lr=1e-4",
+            "hamr.weight_net_lr/weight_net_travel=(0.0001, 1.0) is invalid; allowed: exactly one",
+        ),
+        ("hamr.inner_lr_ratio=null", "hamr.inner_lr/inner_lr_ratio=(None, None) is invalid; allowed: exactly one"),
+        ("hamr.hardness_half_life=0", "hamr.hardness_half_life=0.0 is invalid; allowed: > 0 or null"),
+        ("hamr.weight_net_travel=-1", "hamr.weight_net_travel=-1.0 is invalid; allowed: > 0 or null"),
+        ("hamr.hardness_signal=loss", "hamr.hardness_signal='loss' is invalid; allowed: weight | relative_loss"),
+        ("hamr.weight_activation=softplus", "hamr.weight_activation='softplus' is invalid; allowed: sigmoid | exp"),
+        ("hamr.weight_normalisation=sum", "hamr.weight_normalisation='sum' is invalid; allowed: detached_mean | mean"),
+        ("hamr.ner_example_loss=sum", "hamr.ner_example_loss='sum' is invalid; allowed: max | mean | tokens"),
+        ("hamr.meta_set=train", "hamr.meta_set='train' is invalid; allowed: balanced | dev"),
+        ("hamr.meta_min_train_count=-1", "hamr.meta_min_train_count=-1 is invalid; allowed: >= 0"),
+        ("hamr.tau=0", "hamr.tau=0.0 is invalid; allowed: > 0"),
+        ("hamr.hard_ratio=0", "hamr.hard_ratio=0.0 is invalid; allowed: (0, 1]"),
+        ("hamr.weight_clip_low=9", "hamr.weight_clip_low/high"),
+        ("dataset.max_train_examples=0", "dataset.max_train_examples=0 is invalid"),
+        (
+            "trainer.graph_lengths=[64,32]",
+            "trainer.graph_lengths=[64, 32] is invalid; allowed: null or increasing lengths "
+            "in [8, trainer.max_length=128]",
+        ),
+        ("trainer.graph_lengths=[32,256]", "trainer.graph_lengths=[32, 256] is invalid"),
+        # names that become folders stay one folder: no way out of results_dir or the caches
+        (
+            "dataset.name=../../../escaped",
+            "dataset.name='../../../escaped' is invalid; allowed: letters, digits and "
+            "_ . + - (one folder name, not . or ..)",
+        ),
+        ("dataset.name=..", "dataset.name='..' is invalid"),
+        ("hamr.name=a/b", "hamr.name='a/b' is invalid"),
+        ("ablation.name=..", "ablation.name='..' is invalid"),
+        ("model.name=x/../y", "model.name='x/../y' is invalid"),
+    ],
+)
 def test_out_of_range_values_fail_at_start_up(compose_cfg, override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(compose_cfg([override]))
 
 
 def test_cuda_graphs_need_a_meta_step_every_step(compose_cfg):
-    with pytest.raises(ConfigError, match=re.escape("hamr.meta.every=4 is invalid; allowed: 1 with trainer.cuda_graphs")):
+    with pytest.raises(
+        ConfigError, match=re.escape("hamr.meta.every=4 is invalid; allowed: 1 with trainer.cuda_graphs")
+    ):
         validate(compose_cfg(["method=hamr", "trainer.cuda_graphs=true", "hamr.meta.every=4"]))
-    assert validate(compose_cfg(["method=baseline", "trainer.cuda_graphs=true", "hamr.meta.every=4"])).trainer.cuda_graphs
+    assert validate(
+        compose_cfg(["method=baseline", "trainer.cuda_graphs=true", "hamr.meta.every=4"])
+    ).trainer.cuda_graphs
 
 
 def test_the_authors_preset_checks_its_per_step_values(compose_cfg):
@@ -151,13 +183,16 @@ def test_a_long_override_dirname_is_shortened_to_a_distinct_valid_folder_name():
 TUNED = ["~tuned", "+tuned={lr:{focal:[0.0003,0.0005],hamr:[0.0004,0.0002]},gamma:{focal:[1.0,1.5]}}"]
 
 
-@pytest.mark.parametrize("overrides,lr,gamma", [
-    (["baseline_loss=focal", "dataset=hurricane_irma_2017"], 3e-4, 1.0),  # classification entry
-    (["baseline_loss=focal", "dataset=bionlp2004"], 5e-4, 1.5),  # NER entry
-    (["baseline_loss=ce", "dataset=bionlp2004"], 1e-4, None),  # no entry for CE: the profile's 1e-4
-    (["method=hamr", "ablation=no_resampling", "dataset=sst5"], 4e-4, None),  # every ablation of hamr=default
-    (["method=hamr", "hamr=authors", "dataset=sst5"], 1e-4, None),  # the authors' preset is not tuned
-])
+@pytest.mark.parametrize(
+    "overrides,lr,gamma",
+    [
+        (["baseline_loss=focal", "dataset=hurricane_irma_2017"], 3e-4, 1.0),  # classification entry
+        (["baseline_loss=focal", "dataset=bionlp2004"], 5e-4, 1.5),  # NER entry
+        (["baseline_loss=ce", "dataset=bionlp2004"], 1e-4, None),  # no entry for CE: the profile's 1e-4
+        (["method=hamr", "ablation=no_resampling", "dataset=sst5"], 4e-4, None),  # every ablation of hamr=default
+        (["method=hamr", "hamr=authors", "dataset=sst5"], 1e-4, None),  # the authors' preset is not tuned
+    ],
+)
 def test_a_profiles_tuned_values_go_to_the_method_and_task_they_were_chosen_for(compose_cfg, overrides, lr, gamma):
     settings = validate(compose_cfg(["experiment=table_cpu", *overrides, *TUNED]))
     assert settings.trainer.lr == pytest.approx(lr)
@@ -185,14 +220,22 @@ ON_PURPOSE = {
 def differing_defaults(section: str, composed: dict, schema) -> dict:
     """(key, YAML value, schema default) wherever a composed section differs from its schema's default."""
     defaults = OmegaConf.to_container(OmegaConf.structured(schema))
-    return {key: (composed[key], default) for key, default in defaults.items()
-            if default != "???" and (section, key) not in ON_PURPOSE and composed[key] != default}
+    return {
+        key: (composed[key], default)
+        for key, default in defaults.items()
+        if default != "???" and (section, key) not in ON_PURPOSE and composed[key] != default
+    }
 
 
 @pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "bionlp2004"])
-@pytest.mark.parametrize("section,overrides", [
-    ("hamr", ["method=hamr"]), ("trainer", []), ("dataset", []),
-])
+@pytest.mark.parametrize(
+    "section,overrides",
+    [
+        ("hamr", ["method=hamr"]),
+        ("trainer", []),
+        ("dataset", []),
+    ],
+)
 def test_the_schema_defaults_are_what_the_yaml_composes(compose_cfg, dataset, section, overrides):
     from hamr.config import DatasetConfig, HamrConfig, TrainerConfig
 
@@ -213,13 +256,19 @@ def test_the_hamr_presets_inherit_every_value_they_do_not_spell_out(compose_cfg)
 
 @pytest.mark.parametrize("loss,name", [("ce", "hamr_full"), ("focal", "hamr-focal_full"), ("icf", "hamr-icf_full")])
 def test_hamr_over_a_loss_names_it_and_reads_hamrs_knobs_and_the_losss_own_tuned_values(compose_cfg, loss, name):
-    settings = validate(compose_cfg(["experiment=table_cpu", "method=hamr", f"baseline_loss={loss}",
-                                     "dataset=hurricane_irma_2017", *TUNED]))
+    settings = validate(
+        compose_cfg(
+            ["experiment=table_cpu", "method=hamr", f"baseline_loss={loss}", "dataset=hurricane_irma_2017", *TUNED]
+        )
+    )
     assert settings.method.name == name
     assert settings.trainer.lr == pytest.approx(4e-4)  # HAMR's tuned lr, over whatever loss
     if loss == "focal":
         assert settings.baseline_loss["gamma"] == pytest.approx(1.0)  # focal's own tuned gamma
     own = ["~tuned", "+tuned={lr:{hamr-focal:[0.0001,0.0002],hamr:[0.0004,0.0002]}}"]
     if loss == "focal":  # an entry of its own wins over HAMR's
-        assert validate(compose_cfg(["experiment=table_cpu", "method=hamr", "baseline_loss=focal",
-                                     "dataset=hurricane_irma_2017", *own])).trainer.lr == pytest.approx(1e-4)
+        assert validate(
+            compose_cfg(
+                ["experiment=table_cpu", "method=hamr", "baseline_loss=focal", "dataset=hurricane_irma_2017", *own]
+            )
+        ).trainer.lr == pytest.approx(1e-4)

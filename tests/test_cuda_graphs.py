@@ -25,8 +25,12 @@ CPU = torch.device("cpu")
 
 
 def test_pad_batch_pads_tokens_with_their_pad_values_and_leaves_sentence_labels():
-    b = {"input_ids": torch.tensor([[5, 6]]), "attention_mask": torch.tensor([[1, 1]]),
-         "labels": torch.tensor([[1, -100]]), "index": torch.tensor([3])}
+    b = {
+        "input_ids": torch.tensor([[5, 6]]),
+        "attention_mask": torch.tensor([[1, 1]]),
+        "labels": torch.tensor([[1, -100]]),
+        "index": torch.tensor([3]),
+    }
     padded = pad_batch(b, 4, pad_token_id=9)
     assert padded["input_ids"].tolist() == [[5, 6, 9, 9]]
     assert padded["attention_mask"].tolist() == [[1, 1, 0, 0]]
@@ -52,11 +56,19 @@ def test_the_hamr_step_function_moves_model_and_weight_net_as_the_loops_step():
     b = train_batch([1, 4, 7, 9, 10])
     train_step(model, method, b, torch.optim.AdamW(model.parameters(), lr=1e-2), None, grad_clip=1.0)
 
-    net_optimizer = torch.optim.Adam(twin_net.parameters(), lr=method.rates.weight_net_lr,
-                                     weight_decay=method.hp.weight_net_weight_decay)
-    step = hamr_step(twin, twin_net, net_optimizer, torch.optim.AdamW(twin.parameters(), lr=1e-2),
-                     example_loss=method.example_loss, meta_loss=CrossEntropyLoss(),
-                     inner_lr=method.rates.inner_lr, clip=(method.hp.weight_clip_low, method.hp.weight_clip_high))
+    net_optimizer = torch.optim.Adam(
+        twin_net.parameters(), lr=method.rates.weight_net_lr, weight_decay=method.hp.weight_net_weight_decay
+    )
+    step = hamr_step(
+        twin,
+        twin_net,
+        net_optimizer,
+        torch.optim.AdamW(twin.parameters(), lr=1e-2),
+        example_loss=method.example_loss,
+        meta_loss=CrossEntropyLoss(),
+        inner_lr=method.rates.inner_lr,
+        clip=(method.hp.weight_clip_low, method.hp.weight_clip_high),
+    )
     meta_x, meta_y = batch(4, seed=100)  # the first meta batch make_method's stream yields
     loss, flags, signal, w_post, meta_loss = step(pad_batch(b, 9), pad_batch({**meta_x, "labels": meta_y}, 7))
     assert signal.shape == w_post.shape == (5,) and flags.tolist() == [True, True]
@@ -70,14 +82,21 @@ def test_the_ce_step_function_moves_the_model_as_the_loops_step():
     model = tiny_model()
     twin = copy.deepcopy(model)
     b = train_batch([0, 1, 2, 3])
-    train_step(model, BaselineMethod(CrossEntropyLoss(), "ce", CPU), b, torch.optim.AdamW(model.parameters(), lr=1e-2),
-               None, grad_clip=1.0)
+    train_step(
+        model,
+        BaselineMethod(CrossEntropyLoss(), "ce", CPU),
+        b,
+        torch.optim.AdamW(model.parameters(), lr=1e-2),
+        None,
+        grad_clip=1.0,
+    )
     loss, flags = ce_step(twin, CrossEntropyLoss(), torch.optim.AdamW(twin.parameters(), lr=1e-2))(pad_batch(b, 10))
     assert loss.shape == () and flags.tolist() == [True]
     assert_same_parameters(model, twin)
 
 
 # --- trainer.cuda_graphs: GraphedTraining in the loop -------------------------------------------
+
 
 def fit_with(step: str, method, device=CPU, epochs: int = 2, dtype=torch.float64, checkpointer=None, stop_after=None):
     """``fit`` over 12 examples in batches of 4 with a graph-ready AdamW and a linear schedule, each
@@ -86,9 +105,21 @@ def fit_with(step: str, method, device=CPU, epochs: int = 2, dtype=torch.float64
     model = tiny_model().to(device, dtype).train()
     optimizer = graph_ready_optimizer(torch.optim.AdamW, model.parameters(), lr=1e-2, device=device, weight_decay=0.01)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0, num_training_steps=4 * epochs)
-    step_fn = train_step if step == "loop" else GraphedTraining(
-        model, method, optimizer, grad_clip=1.0, batch_size=4, lengths=[8, 16], pad_token_id=0, device=device,
-        capture=step == "captured")
+    step_fn = (
+        train_step
+        if step == "loop"
+        else GraphedTraining(
+            model,
+            method,
+            optimizer,
+            grad_clip=1.0,
+            batch_size=4,
+            lengths=[8, 16],
+            pad_token_id=0,
+            device=device,
+            capture=step == "captured",
+        )
+    )
     if stop_after is not None:
         inner, calls = step_fn, []
 
@@ -97,10 +128,26 @@ def fit_with(step: str, method, device=CPU, epochs: int = 2, dtype=torch.float64
             if len(calls) == stop_after:
                 checkpointer.stop_signal = signal.SIGTERM
             return inner(*args)
-    result = fit(model, method, data(n=12), collate, optimizer, scheduler, epochs=epochs, batch_size=4, grad_clip=1.0,
-                 seed=0, evaluate_dev=lambda: {"macro_f1": 0.0, "micro_f1": 0.0}, log_metrics=lambda *a: None,
-                 progress_bar=False, max_skip_share=0.5, min_steps_before_abort=10, step_fn=step_fn,
-                 checkpointer=checkpointer)
+
+    result = fit(
+        model,
+        method,
+        data(n=12),
+        collate,
+        optimizer,
+        scheduler,
+        epochs=epochs,
+        batch_size=4,
+        grad_clip=1.0,
+        seed=0,
+        evaluate_dev=lambda: {"macro_f1": 0.0, "micro_f1": 0.0},
+        log_metrics=lambda *a: None,
+        progress_bar=False,
+        max_skip_share=0.5,
+        min_steps_before_abort=10,
+        step_fn=step_fn,
+        checkpointer=checkpointer,
+    )
     return result, model, optimizer, step_fn
 
 
@@ -148,8 +195,9 @@ def test_graphed_training_resumes_mid_epoch_as_an_uninterrupted_run(tmp_path):
         fit_with("eager", make_method("full"), checkpointer=checkpointer, stop_after=5)
     resumed_method = make_method("full")
     resumed_method.restart_meta_batches = lambda: make_method("full").meta_batches  # the same stream from its start
-    resumed, resumed_model, optimizer, _ = fit_with("eager", resumed_method, checkpointer=Checkpointer(
-        tmp_path, tmp_path / "run", {"test": 1}))
+    resumed, resumed_model, optimizer, _ = fit_with(
+        "eager", resumed_method, checkpointer=Checkpointer(tmp_path, tmp_path / "run", {"test": 1})
+    )
     assert resumed.steps == 8 and torch.is_tensor(optimizer.param_groups[0]["lr"])
     assert torch.is_tensor(resumed_method.weight_optimizer.param_groups[0]["lr"])
     for a, b in zip(whole_model.parameters(), resumed_model.parameters()):

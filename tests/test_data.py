@@ -32,8 +32,12 @@ def test_align_labels_first_subword_carries_the_label():
 
 
 def test_encode_ner_on_a_real_tokenizer(tokenizer):
-    split = Split("train", None, [["HUVECs", "released", "TNF-alpha", "."], ["2", "start", "restaurants"]],
-                  [["B-cell_line", "O", "B-protein", "O"], ["B-Rating", "I-Rating", "O"]])
+    split = Split(
+        "train",
+        None,
+        [["HUVECs", "released", "TNF-alpha", "."], ["2", "start", "restaurants"]],
+        [["B-cell_line", "O", "B-protein", "O"], ["B-Rating", "I-Rating", "O"]],
+    )
     label2id = {"O": 0, "B-cell_line": 1, "B-protein": 2, "B-Rating": 3, "I-Rating": 4}
     enc = encode_split(split, "ner", label2id, tokenizer, max_length=32)
     tokens = tokenizer.convert_ids_to_tokens(enc[0]["input_ids"])
@@ -116,7 +120,8 @@ def test_hub_record_conversions():
     rows = [{"tokens": ["a", "b"], "tags": [1, 0]}]
     assert tner_records(rows, {0: "O", 1: "B-X"}) == [{"tokens": ["a", "b"], "ner_tags": ["B-X", "O"]}]
     assert setfit_records([{"text": "t", "label": 3, "label_text": "positive"}]) == [
-        {"text": "t", "label": 3, "label_text": "positive"}]
+        {"text": "t", "label": 3, "label_text": "positive"}
+    ]
     got = humaid_records([{"tweet_text": "x", "class_label": "b"}, {"tweet_text": "y", "class_label": "a"}])
     assert [(r["text"], r["label_text"], r["label"]) for r in got] == [("x", "b", 1), ("y", "a", 0)]
 
@@ -135,5 +140,7 @@ def test_bad_ner_record_never_reaches_the_tokenizer(tmp_path):
     folder = write_ner(tmp_path, {s: [(["a"], ["B-X"])] for s in FILES})
     with open(folder / "train.json", "a") as f:
         f.write('{"tokens": ["a", "b"], "ner_tags": ["O"]}\n')
-    with pytest.raises(DataError, match=r"train.json: line 2: 2 tokens but 1 tags\. Fix: give exactly one tag per token"):
+    with pytest.raises(
+        DataError, match=r"train.json: line 2: 2 tokens but 1 tags\. Fix: give exactly one tag per token"
+    ):
         load_task_data(folder, "ner", FILES)

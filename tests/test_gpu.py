@@ -22,8 +22,18 @@ def cuda_meta_grads(model, net, precision="fp32"):
     to = {k: v.to(CUDA) for k, v in x.items()}
     meta = {k: v.to(CUDA) for k, v in mx.items()}
     with autocast(CUDA, precision):
-        result = meta_step(model, net, to, y.to(CUDA), meta, my.to(CUDA), example_loss=cls_example_loss,
-                           meta_loss=CE, inner_lr=INNER_LR, clip=CLIP)
+        result = meta_step(
+            model,
+            net,
+            to,
+            y.to(CUDA),
+            meta,
+            my.to(CUDA),
+            example_loss=cls_example_loss,
+            meta_loss=CE,
+            inner_lr=INNER_LR,
+            clip=CLIP,
+        )
     return [g.double().cpu() for g in result.weight_net_grads]
 
 
@@ -34,8 +44,9 @@ def test_the_cuda_meta_step_gives_the_cpu_theta_gradient(train_mode):
     model, net = tiny_model().float(), WeightNet(8, normalisation="detached_mean")
     model.train(train_mode)  # dropout is 0 in tiny_model: train mode differs only in kernel choice
     (x, y), (mx, my) = batch(5, seed=0), batch(4, seed=1)
-    cpu = meta_step(model, net, x, y, mx, my, example_loss=cls_example_loss, meta_loss=CE, inner_lr=INNER_LR,
-                    clip=CLIP).weight_net_grads
+    cpu = meta_step(
+        model, net, x, y, mx, my, example_loss=cls_example_loss, meta_loss=CE, inner_lr=INNER_LR, clip=CLIP
+    ).weight_net_grads
     gpu = cuda_meta_grads(model.to(CUDA), net.to(CUDA))
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-6)
@@ -45,8 +56,9 @@ def test_bf16_autocast_meta_step_is_finite_and_close_to_fp32():
     model, net = tiny_model().float().to(CUDA), WeightNet(8, normalisation="detached_mean").to(CUDA)
     fp32, bf16 = cuda_meta_grads(model, net), cuda_meta_grads(model, net, "bf16")
     assert all(torch.isfinite(g).all() for g in bf16)
-    cosine = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in fp32]),
-                                                   torch.cat([g.flatten() for g in bf16]), dim=0)
+    cosine = torch.nn.functional.cosine_similarity(
+        torch.cat([g.flatten() for g in fp32]), torch.cat([g.flatten() for g in bf16]), dim=0
+    )
     assert cosine > 0.9  # bf16 keeps the direction of the meta gradient
 
 
@@ -90,8 +102,16 @@ def test_a_captured_hamr_step_replays_as_the_eager_step(capture):
     net = copy.deepcopy(method.weight_net).float().to(CUDA)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, capturable=True)
     net_optimizer = torch.optim.Adam(net.parameters(), lr=method.rates.weight_net_lr, capturable=True)
-    step = hamr_step(model, net, net_optimizer, optimizer, example_loss=method.example_loss, meta_loss=CrossEntropyLoss(),
-                     inner_lr=method.rates.inner_lr, clip=CLIP)
+    step = hamr_step(
+        model,
+        net,
+        net_optimizer,
+        optimizer,
+        example_loss=method.example_loss,
+        meta_loss=CrossEntropyLoss(),
+        inner_lr=method.rates.inner_lr,
+        clip=CLIP,
+    )
 
     def on_cuda(b):
         return {k: v.to(CUDA) for k, v in pad_batch(b, 8).items() if k != "index"}
@@ -99,8 +119,11 @@ def test_a_captured_hamr_step_replays_as_the_eager_step(capture):
     batches = [on_cuda(train_batch([0, 1, 2, 3, 4], seed=s)) for s in range(3)]
     metas = [on_cuda({**x, "labels": y}) for x, y in (batch(4, seed=50 + s) for s in range(3))]
     graphed = GraphedStep(step, batches[0], metas[0], warmup=2)
-    state = [*model.parameters(), *net.parameters(),
-             *(v for o in (optimizer, net_optimizer) for s in o.state.values() for v in s.values() if torch.is_tensor(v))]
+    state = [
+        *model.parameters(),
+        *net.parameters(),
+        *(v for o in (optimizer, net_optimizer) for s in o.state.values() for v in s.values() if torch.is_tensor(v)),
+    ]
     start = [t.detach().clone() for t in state]
     replayed = [graphed(b, m)[0].clone() for b, m in zip(batches, metas)]
     after_replay = [p.detach().clone() for p in model.parameters()]
@@ -161,10 +184,21 @@ def test_graphed_training_resumes_from_a_checkpoint_on_the_gpu(tmp_path):
 
     _, whole_model, _, _ = fit_with("captured", build(), device=CUDA, dtype=torch.float32)
     with pytest.raises(Stopped):
-        fit_with("captured", build(), device=CUDA, dtype=torch.float32,
-                 checkpointer=Checkpointer(tmp_path, tmp_path / "run", {"test": 1}), stop_after=5)
-    resumed, model, optimizer, step_fn = fit_with("captured", build(), device=CUDA, dtype=torch.float32,
-                                                  checkpointer=Checkpointer(tmp_path, tmp_path / "run", {"test": 1}))
+        fit_with(
+            "captured",
+            build(),
+            device=CUDA,
+            dtype=torch.float32,
+            checkpointer=Checkpointer(tmp_path, tmp_path / "run", {"test": 1}),
+            stop_after=5,
+        )
+    resumed, model, optimizer, step_fn = fit_with(
+        "captured",
+        build(),
+        device=CUDA,
+        dtype=torch.float32,
+        checkpointer=Checkpointer(tmp_path, tmp_path / "run", {"test": 1}),
+    )
     assert resumed.steps == 8 and optimizer.param_groups[0]["lr"].device.type == "cuda"
     for a, b in zip(whole_model.parameters(), model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -20,11 +20,19 @@ from tests.conftest import ROOT
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TNER_LABELS = {"O": 0, "B-X": 1, "I-X": 2, "B-Y": 3}
-TNER_ROWS = [{"tokens": ["a", "b", "c"], "tags": [1, 2, 0]}, {"tokens": ["d"], "tags": [3]},
-             {"tokens": ["e", "f"], "tags": [0, 1]}]
-SETFIT_ROWS = [{"text": "good", "label": 3, "label_text": "positive"}, {"text": "bad", "label": 1, "label_text": "negative"}]
-HUMAID_ROWS = [{"tweet_id": 1, "tweet_text": "help needed", "class_label": "requests_or_urgent_needs"},
-               {"tweet_id": 2, "tweet_text": "stay safe", "class_label": "caution_and_advice"}]
+TNER_ROWS = [
+    {"tokens": ["a", "b", "c"], "tags": [1, 2, 0]},
+    {"tokens": ["d"], "tags": [3]},
+    {"tokens": ["e", "f"], "tags": [0, 1]},
+]
+SETFIT_ROWS = [
+    {"text": "good", "label": 3, "label_text": "positive"},
+    {"text": "bad", "label": 1, "label_text": "negative"},
+]
+HUMAID_ROWS = [
+    {"tweet_id": 1, "tweet_text": "help needed", "class_label": "requests_or_urgent_needs"},
+    {"tweet_id": 2, "tweet_text": "stay safe", "class_label": "caution_and_advice"},
+]
 # repository -> {file in the repository: content}; the paths are the Hub's, not read from conf/
 TNER = {"dataset/label.json": json.dumps(TNER_LABELS)}
 REPOSITORIES = {
@@ -32,8 +40,11 @@ REPOSITORIES = {
     "tner/mit_restaurant": {**TNER, **{f"dataset/{s}.json": TNER_ROWS for s in ("train", "valid", "test")}},
     "tner/tweetner7": {**TNER, **{f"dataset/2020.{s}.json": TNER_ROWS for s in ("train", "dev", "test")}},
     "SetFit/sst5": {f"{s}.jsonl": SETFIT_ROWS for s in ("train", "validation", "test")},
-    "QCRI/HumAID-events": {f"{event}/{s}.json": json.dumps(HUMAID_ROWS)
-                           for event in ("hurricane_irma_2017", "cyclone_idai_2019") for s in ("train", "dev", "test")},
+    "QCRI/HumAID-events": {
+        f"{event}/{s}.json": json.dumps(HUMAID_ROWS)
+        for event in ("hurricane_irma_2017", "cyclone_idai_2019")
+        for s in ("train", "dev", "test")
+    },
 }
 DATASETS = list(paper.DATASETS)
 
@@ -66,8 +77,9 @@ for name in sys.argv[2:]:
 
 def run_offline(script: str, *args: str, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_every_dataset_downloads_from_the_hub_file_paths_into_the_authors_layout(tmp_path):
@@ -85,8 +97,10 @@ def test_every_dataset_downloads_from_the_hub_file_paths_into_the_authors_layout
 
 def test_a_wrong_file_name_is_one_line_naming_the_dataset_the_folder_and_the_fix(tmp_path):
     cache = hub_cache(tmp_path / "hf")
-    script = LOCATE.replace('f"paths.data_dir={sys.argv[1]}"]', 'f"paths.data_dir={sys.argv[1]}", '
-                            '"dataset.hub.files.dev=dataset/validation.json"]')
+    script = LOCATE.replace(
+        'f"paths.data_dir={sys.argv[1]}"]',
+        'f"paths.data_dir={sys.argv[1]}", "dataset.hub.files.dev=dataset/validation.json"]',
+    )
     proc = run_offline(script, str(tmp_path / "data"), "bionlp2004", cache=cache)
     assert proc.returncode != 0
     error = proc.stderr.strip().splitlines()[-1]
@@ -99,6 +113,7 @@ def test_a_wrong_file_name_is_one_line_naming_the_dataset_the_folder_and_the_fix
 def _fail_with(exception):
     def hf_hub_download(*args, **kwargs):
         raise exception
+
     return hf_hub_download
 
 
@@ -111,11 +126,14 @@ def hub_errors():
     )
 
     response = httpx2.Response(404, request=httpx2.Request("GET", "https://huggingface.co/api/datasets/x/y"))
-    return [RepositoryNotFoundError("404 Client Error. Repository Not Found for url", response=response),
-            EntryNotFoundError("404 Client Error. Entry Not Found for url"),
-            LocalEntryNotFoundError("Cannot find the requested files in the disk cache and outgoing traffic "
-                                    "has been disabled"),
-            ConnectionError("Failed to resolve 'huggingface.co'")]
+    return [
+        RepositoryNotFoundError("404 Client Error. Repository Not Found for url", response=response),
+        EntryNotFoundError("404 Client Error. Entry Not Found for url"),
+        LocalEntryNotFoundError(
+            "Cannot find the requested files in the disk cache and outgoing traffic has been disabled"
+        ),
+        ConnectionError("Failed to resolve 'huggingface.co'"),
+    ]
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -127,11 +145,19 @@ def test_every_hub_failure_is_one_data_error_line(tmp_path, monkeypatch, index):
 
     error = hub_errors()[index]
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", _fail_with(error))
-    hub = HubConfig(path="tner/bionlp2004", format="tner",
-                    files={"train": "dataset/train.json", "dev": "dataset/valid.json", "test": "dataset/test.json"})
+    hub = HubConfig(
+        path="tner/bionlp2004",
+        format="tner",
+        files={"train": "dataset/train.json", "dev": "dataset/valid.json", "test": "dataset/test.json"},
+    )
     with pytest.raises(DataError) as caught:
-        download(hub, "ner", tmp_path / "bionlp2004", {"train": "train.json", "dev": "dev.json", "test": "test.json"},
-                 "bionlp2004")
+        download(
+            hub,
+            "ner",
+            tmp_path / "bionlp2004",
+            {"train": "train.json", "dev": "dev.json", "test": "test.json"},
+            "bionlp2004",
+        )
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"bionlp2004: no files in {tmp_path / 'bionlp2004'}")
     assert type(error).__name__ in message and "Fix: set HAMR_DATA_DIR" in message
@@ -144,29 +170,59 @@ def test_no_hub_source_is_a_data_error(tmp_path):
 
     with pytest.raises(DataError, match="no Hub source is configured. Fix: put train.json"):
         download(HubConfig(), "cls", tmp_path, {"train": "train.json", "dev": "dev.json", "test": "test.json"}, "mine")
+
+
 @pytest.mark.slow
 def test_the_shipped_default_trains_with_no_data_folder_and_no_network(tmp_path):
     """A fresh machine: no HAMR_DATA_DIR, an empty data folder, no Hub; the default dataset ships."""
     env = {k: v for k, v in os.environ.items() if k != "HAMR_DATA_DIR"}
-    proc = subprocess.run([sys.executable, "-m", "hamr.train", "debug=smoke", "model=tiny_random", "logger=none",
-                           f"paths.data_dir={tmp_path / 'empty'}", f"paths.results_dir={tmp_path / 'results'}",
-                           f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'out'}",
-                           "trainer.progress_bar=false"],
-                          cwd=ROOT, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hamr.train",
+            "debug=smoke",
+            "model=tiny_random",
+            "logger=none",
+            f"paths.data_dir={tmp_path / 'empty'}",
+            f"paths.results_dir={tmp_path / 'results'}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'out'}",
+            "trainer.progress_bar=false",
+        ],
+        cwd=ROOT,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "using the copy shipped with hamr" in proc.stdout + proc.stderr
-    metrics = json.loads((tmp_path / "results" / "runs" / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json")
-                         .read_text())
+    metrics = json.loads(
+        (tmp_path / "results" / "runs" / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json").read_text()
+    )
     assert metrics["n_train"] == 200 and len(metrics["label_names"]) == 10
     assert not (tmp_path / "empty").exists()  # nothing downloaded or written there
 
 
 def test_missing_data_without_network_is_one_line_and_leaves_nothing_in_results(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hamr.train", "dataset=sst5", "logger=none",
-                           f"paths.data_dir={tmp_path / 'empty'}", f"paths.results_dir={tmp_path / 'results'}",
-                           f"hydra.run.dir={tmp_path / 'out'}"],
-                          cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hamr.train",
+            "dataset=sst5",
+            "logger=none",
+            f"paths.data_dir={tmp_path / 'empty'}",
+            f"paths.results_dir={tmp_path / 'results'}",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     error = proc.stderr.strip().splitlines()[-1]

@@ -15,16 +15,33 @@ import pytest
 from hamr.lock import RunLock
 from tests.conftest import ROOT
 
-ARGS = ["debug=smoke", "model=tiny_random", "dataset.max_train_examples=300", "trainer.epochs=2", "logger=none",
-        "trainer.progress_bar=false"]
+ARGS = [
+    "debug=smoke",
+    "model=tiny_random",
+    "dataset.max_train_examples=300",
+    "trainer.epochs=2",
+    "logger=none",
+    "trainer.progress_bar=false",
+]
 
 
 def start(tmp_path, name):
     """A training job on the shipped Cyclone-Idai (or HAMR_DATA_DIR's copy), logging to <name>.log."""
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed after wait()
-    proc = subprocess.Popen([sys.executable, "-m", "hamr.train", *ARGS, f"paths.results_dir={tmp_path}/results",
-                             f"hydra.run.dir={tmp_path}/{name}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HAMR_LOCK_POLL": "0.2"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hamr.train",
+            *ARGS,
+            f"paths.results_dir={tmp_path}/results",
+            f"hydra.run.dir={tmp_path}/{name}",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HAMR_LOCK_POLL": "0.2"},
+    )
     proc.log = log
     return proc
 

@@ -34,14 +34,25 @@ class PoisonedMethod(BaselineMethod):
 
 def data(n=40, length=6):
     g = torch.Generator().manual_seed(0)
-    features = [{"input_ids": torch.randint(1, 50, (length,), generator=g), "attention_mask": torch.ones(length, dtype=torch.long),
-                 "labels": int(torch.randint(0, 3, (1,), generator=g)), "index": i} for i in range(n)]
+    features = [
+        {
+            "input_ids": torch.randint(1, 50, (length,), generator=g),
+            "attention_mask": torch.ones(length, dtype=torch.long),
+            "labels": int(torch.randint(0, 3, (1,), generator=g)),
+            "index": i,
+        }
+        for i in range(n)
+    ]
     return EncodedSplit(features, 0)
 
 
 def collate(features):
-    return {k: torch.stack([f[k] for f in features]) if k in ("input_ids", "attention_mask")
-            else torch.tensor([f[k] for f in features]) for k in features[0]}
+    return {
+        k: torch.stack([f[k] for f in features])
+        if k in ("input_ids", "attention_mask")
+        else torch.tensor([f[k] for f in features])
+        for k in features[0]
+    }
 
 
 def run_fit(method, max_skip_share=0.2, epochs=2, dev_curve=None, snapshots=None):
@@ -56,9 +67,23 @@ def run_fit(method, max_skip_share=0.2, epochs=2, dev_curve=None, snapshots=None
             snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         return {"macro_f1": next(scripted), "micro_f1": 0.0}
 
-    result = fit(model, method, data(), collate, optimizer, None, epochs=epochs, batch_size=4, grad_clip=1.0, seed=0,
-                 evaluate_dev=evaluate_dev, log_metrics=lambda *a: None,
-                 progress_bar=False, max_skip_share=max_skip_share, min_steps_before_abort=10)
+    result = fit(
+        model,
+        method,
+        data(),
+        collate,
+        optimizer,
+        None,
+        epochs=epochs,
+        batch_size=4,
+        grad_clip=1.0,
+        seed=0,
+        evaluate_dev=evaluate_dev,
+        log_metrics=lambda *a: None,
+        progress_bar=False,
+        max_skip_share=max_skip_share,
+        min_steps_before_abort=10,
+    )
     return result, model, before
 
 
@@ -72,8 +97,12 @@ def test_a_non_finite_step_is_skipped_and_counted_and_training_goes_on():
 
 def test_the_best_epoch_is_the_first_with_the_highest_dev_score():
     snapshots = []
-    result, model, _ = run_fit(BaselineMethod(CrossEntropyLoss(), "ce", torch.device("cpu")), epochs=4,
-                               dev_curve=[0.2, 0.5, 0.5, 0.3], snapshots=snapshots)
+    result, model, _ = run_fit(
+        BaselineMethod(CrossEntropyLoss(), "ce", torch.device("cpu")),
+        epochs=4,
+        dev_curve=[0.2, 0.5, 0.5, 0.3],
+        snapshots=snapshots,
+    )
     assert result.best_epoch == 2 and result.best_dev_scores["macro_f1"] == 0.5
     assert result.last_dev_scores["macro_f1"] == 0.3
     # the kept state is the model as it was scored after epoch 2 (not 3, its tie, nor the final one)
@@ -100,10 +129,19 @@ def test_a_skipped_step_leaves_the_model_and_optimizer_untouched():
 def test_too_many_skipped_steps_abort_with_the_count():
     with pytest.raises(NumericalError, match=r"3 of \d+ training steps had a non-finite loss"):
         run_fit(PoisonedMethod({1, 2, 3, 4}), max_skip_share=0.2)
+
+
 @pytest.mark.slow
 def test_an_absurd_learning_rate_aborts_the_run_with_one_line(tmp_path, data_dir):
-    proc = train_cli("debug=smoke", "model=tiny_random", "trainer.lr=1e8", "dataset.max_train_examples=200",
-                     f"paths.results_dir={tmp_path}", "trainer.progress_bar=false", data_dir=data_dir)
+    proc = train_cli(
+        "debug=smoke",
+        "model=tiny_random",
+        "trainer.lr=1e8",
+        "dataset.max_train_examples=200",
+        f"paths.results_dir={tmp_path}",
+        "trainer.progress_bar=false",
+        data_dir=data_dir,
+    )
     assert proc.returncode != 0
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and "training steps had a non-finite loss or gradient" in error
@@ -132,8 +170,21 @@ def test_a_stop_signal_during_the_last_dev_evaluation_stops_the_run_with_its_che
         return {"macro_f1": 0.5, "micro_f1": 0.5}
 
     with pytest.raises(Stopped) as stop:
-        fit(model, BaselineMethod(CrossEntropyLoss(), "ce", torch.device("cpu")), data(), collate, optimizer, None,
-            epochs=2, batch_size=4, grad_clip=1.0, seed=0, evaluate_dev=evaluate_dev, log_metrics=lambda *a: None,
-            progress_bar=False, checkpointer=checkpointer)
+        fit(
+            model,
+            BaselineMethod(CrossEntropyLoss(), "ce", torch.device("cpu")),
+            data(),
+            collate,
+            optimizer,
+            None,
+            epochs=2,
+            batch_size=4,
+            grad_clip=1.0,
+            seed=0,
+            evaluate_dev=evaluate_dev,
+            log_metrics=lambda *a: None,
+            progress_bar=False,
+            checkpointer=checkpointer,
+        )
     assert stop.value.signum == signal.SIGTERM and checkpointer.load()["epoch"] == 2
     assert signal.getsignal(signal.SIGTERM) is not checkpointer._handle  # the handlers are back

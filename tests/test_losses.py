@@ -41,7 +41,8 @@ def test_focal_loss_down_weights_easy_examples():
     got_alpha = FocalLoss(gamma=2.0, alpha=alpha).element_losses(LOGITS, LABELS)
     assert got_alpha.tolist() == pytest.approx([0.25 * expected[0], 2.0 * expected[1]], rel=1e-6)
     assert FocalLoss(gamma=0.0).element_losses(LOGITS, LABELS).tolist() == pytest.approx(
-        [-math.log(p) for p in P_GOLD], rel=1e-6)
+        [-math.log(p) for p in P_GOLD], rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("a,square", [(1.0, False), (1.0, True), (0.01, True)])
@@ -83,12 +84,18 @@ def test_inverse_class_frequency_needs_prepare():
         InverseClassFrequencyLoss()(LOGITS, LABELS)
 
 
-@pytest.mark.parametrize("loss", [CrossEntropyLoss(), FocalLoss(2.0), SelfAdjustingDiceLoss(), InverseClassFrequencyLoss()])
+@pytest.mark.parametrize(
+    "loss", [CrossEntropyLoss(), FocalLoss(2.0), SelfAdjustingDiceLoss(), InverseClassFrequencyLoss()]
+)
 def test_token_shape_ignores_minus_100_and_reduces_per_sentence(loss):
     loss.prepare(torch.tensor([6, 3, 1]))
     # (B=2, T=3, C=3): sentence 0 = [row0, pad, row1]; sentence 1 = [row1, row0, pad]
-    logits = torch.stack([torch.stack([LOGITS[0], torch.zeros(3), LOGITS[1]]),
-                          torch.stack([LOGITS[1], LOGITS[0], torch.full((3,), 9.0)])])
+    logits = torch.stack(
+        [
+            torch.stack([LOGITS[0], torch.zeros(3), LOGITS[1]]),
+            torch.stack([LOGITS[1], LOGITS[0], torch.full((3,), 9.0)]),
+        ]
+    )
     labels = torch.tensor([[0, -100, 2], [2, 0, -100]])
     flat = loss.element_losses(LOGITS, LABELS).tolist()  # the (B, C) values computed above
     per_token = loss.element_losses(logits, labels)

@@ -22,6 +22,7 @@ def test_the_makefiles_lists_are_the_papers_grid():
 
 
 def test_the_tuning_target_tunes_every_baseline():
-    dry = subprocess.run(["make", "-n", "tune-baselines", "TUNE_DATASETS=sst5"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
+    dry = subprocess.run(
+        ["make", "-n", "tune-baselines", "TUNE_DATASETS=sst5"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert re.search(r"for loss in ce focal dice icf; do", dry)

@@ -58,9 +58,18 @@ def test_the_committed_runs_that_were_stuck_from_epoch_one_are_collapsed_and_hea
     from tests.conftest import ROOT
 
     runs = ROOT / "results" / "table_cpu" / "runs"
-    stuck = ["cyclone_idai_2019/icf/seed=1", "sst5/icf/seed=3", "sst5/hamr_full/seed=2",
-             "hurricane_irma_2017/hamr_no_resampling/seed=3"]
-    healthy = ["cyclone_idai_2019/icf/seed=2", "cyclone_idai_2019/ce/seed=1", "sst5/hamr_full/seed=1",
-               "hurricane_irma_2017/hamr_no_resampling/seed=1", "bionlp2004/ce/seed=1"]
+    stuck = [
+        "cyclone_idai_2019/icf/seed=1",
+        "sst5/icf/seed=3",
+        "sst5/hamr_full/seed=2",
+        "hurricane_irma_2017/hamr_no_resampling/seed=3",
+    ]
+    healthy = [
+        "cyclone_idai_2019/icf/seed=2",
+        "cyclone_idai_2019/ce/seed=1",
+        "sst5/hamr_full/seed=1",
+        "hurricane_irma_2017/hamr_no_resampling/seed=1",
+        "bionlp2004/ce/seed=1",
+    ]
     dev = {name: json.loads((runs / name / "metrics.json").read_text())["dev"] for name in stuck + healthy}
     assert [name for name in dev if collapsed(dev[name])] == stuck

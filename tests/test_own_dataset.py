@@ -27,8 +27,15 @@ def write_data(folder, task: str) -> None:
             rows = [{"text": f"{words[c]} number {i}", "label_text": c} for i in range(n) for c in "abc"[i % 3]]
             (folder / f"{split}.json").write_text(json.dumps(rows))
         else:  # JSON lines of {"tokens", "ner_tags"} (IOB2)
-            lines = [json.dumps({"tokens": ["Anna", "met", "Bob", "in", "Paris", str(i)],
-                                 "ner_tags": ["B-PER", "O", "B-PER", "O", "B-LOC", "O"]}) for i in range(n)]
+            lines = [
+                json.dumps(
+                    {
+                        "tokens": ["Anna", "met", "Bob", "in", "Paris", str(i)],
+                        "ner_tags": ["B-PER", "O", "B-PER", "O", "B-LOC", "O"],
+                    }
+                )
+                for i in range(n)
+            ]
             (folder / f"{split}.json").write_text("\n".join(lines) + "\n")
 
 
@@ -41,9 +48,16 @@ def test_the_readmes_own_dataset_recipe_trains(tmp_path, task):
     yaml = re.sub(r"dir: \S+", f"dir: {data}", recipe.replace("_cls", "_ner") if task == "ner" else recipe)
     (tmp_path / "conf" / "dataset").mkdir(parents=True)
     (tmp_path / "conf" / "dataset" / "my_data.yaml").write_text(yaml)
-    proc = train_cli("dataset=my_data", "debug=smoke", "model=tiny_random", f"hydra.searchpath=[file://{tmp_path}/conf]",
-                     f"paths.results_dir={tmp_path}/results", f"paths.cache_dir={tmp_path}/cache",
-                     f"hydra.run.dir={tmp_path}/out", data_dir=tmp_path / "unused")
+    proc = train_cli(
+        "dataset=my_data",
+        "debug=smoke",
+        "model=tiny_random",
+        f"hydra.searchpath=[file://{tmp_path}/conf]",
+        f"paths.results_dir={tmp_path}/results",
+        f"paths.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/out",
+        data_dir=tmp_path / "unused",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "results/runs/my_data/ce/seed=42/metrics.json").read_text())
     assert metrics["config"]["dataset"]["task"] == task and metrics["n_train"] == 60

@@ -24,9 +24,22 @@ N_JOBS = 6 * 4 * 2 + 2 * (6 * 2 + 2 * 3 * 2)  # main baselines + (HAMR + ablatio
 
 def make_table(results: Path, data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HAMR_DATA_DIR": str(data_dir), "WANDB_MODE": "offline", "WANDB_DIR": str(results)}
-    return subprocess.run(["make", "reproduce-table", "PROFILE=smoke", f"BIN={Path(sys.executable).parent}",
-                           f"RESULTS={results}", f"TABLES={results}/tables", *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [
+            "make",
+            "reproduce-table",
+            "PROFILE=smoke",
+            f"BIN={Path(sys.executable).parent}",
+            f"RESULTS={results}",
+            f"TABLES={results}/tables",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +68,8 @@ def test_smoke_grid_builds_both_tables_and_the_figures(smoke_grid):
     significance = json.loads((smoke_grid / "tables" / "significance.json").read_text())
     # each HAMR against the best baseline on 6 datasets, each ablation (3 x 2 datasets) against its own full HAMR
     assert [s["vs"] for s in significance] == ["best baseline (dev)"] * 12 + [
-        "HAMR (authors' per-step values) (full)"] * 6 + ["HAMR (full)"] * 6
+        "HAMR (authors' per-step values) (full)"
+    ] * 6 + ["HAMR (full)"] * 6
     assert all(0 <= s["p_value"] <= 1 and s["seeds"] == [1, 2] for s in significance)
     for figure in ("per_class_f1", "weight_curve", "sampling_share", "modules_bionlp2004"):
         assert (smoke_grid / "figures" / f"{figure}.png").stat().st_size > 1000
@@ -63,7 +77,10 @@ def test_smoke_grid_builds_both_tables_and_the_figures(smoke_grid):
     assert set(data["histories"]) == {"hamr_full", "hamr_authors_full"}
     assert all(len(data["histories"]["hamr_full"][d]) == 1 for d in paper.DATASETS)  # one epoch each
     # the summary run holds the main table: six rows, one per dataset
-    logged = [json.loads(p.read_text()) for p in smoke_grid.glob("wandb/offline-run-*/files/media/table/table/main_*.table.json")]
+    logged = [
+        json.loads(p.read_text())
+        for p in smoke_grid.glob("wandb/offline-run-*/files/media/table/table/main_*.table.json")
+    ]
     assert len(logged) == 1 and len(logged[0]["data"]) == 6
 
 
@@ -83,8 +100,21 @@ def test_missing_and_failed_cells_are_marked_not_zero(smoke_grid, tmp_path):
         failed = copy / "runs" / "bionlp2004" / "hamr_full" / f"seed={seed}"
         (failed / "metrics.json").unlink()
         (failed / "error.json").write_text(json.dumps({"exception": "RuntimeError: boom"}))
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_tables.py"), str(copy), "--out", str(copy / "tables"),
-                    "--no-wandb", "--resamples", "100"], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "build_tables.py"),
+            str(copy),
+            "--out",
+            str(copy / "tables"),
+            "--no-wandb",
+            "--resamples",
+            "100",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
     main = pd.read_csv(copy / "tables" / "main.csv", dtype=str, keep_default_na=False).set_index("dataset")
     assert main.loc["SST-5", "Dice"] == "missing"
     assert main.loc["BioNLP", "HAMR"] == "failed" and main.loc["BioNLP", "HAMR - best baseline"] == "missing"

@@ -9,8 +9,15 @@ from hamr.runs import load_runs
 
 
 def test_load_runs_reads_finished_and_failed_runs(tmp_path):
-    metrics = {"dev_macro_f1": 0.5, "test_macro_f1": 0.25, "dataset": "sst5", "method": "ce", "seed": 2,
-               "dev": {"per_class_f1": {"a": 0.0, "b": 0.0, "c": 1.0}}, "steps": 63}
+    metrics = {
+        "dev_macro_f1": 0.5,
+        "test_macro_f1": 0.25,
+        "dataset": "sst5",
+        "method": "ce",
+        "seed": 2,
+        "dev": {"per_class_f1": {"a": 0.0, "b": 0.0, "c": 1.0}},
+        "steps": 63,
+    }
     write_run(tmp_path / "runs/sst5/ce/seed=2", metrics, {"test": np.array([0, 1])})
     failed_dir = tmp_path / "runs/sst5/hamr_full/seed=1"
     failed_dir.mkdir(parents=True)
@@ -20,7 +27,8 @@ def test_load_runs_reads_finished_and_failed_runs(tmp_path):
     runs, failed = load_runs(tmp_path)
 
     assert runs[["dataset", "method", "seed", "dev", "test", "collapsed", "steps"]].values.tolist() == [
-        ["sst5", "ce", 2, 0.5, 0.25, True, 63]]  # collapsed: 2 of 3 classes at dev F1 0
+        ["sst5", "ce", 2, 0.5, 0.25, True, 63]
+    ]  # collapsed: 2 of 3 classes at dev F1 0
     assert runs.iloc[0].metrics == metrics
     assert failed.values.tolist() == [["sst5", "hamr_full", 1]]
 

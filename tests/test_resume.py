@@ -17,13 +17,27 @@ import torch
 
 from tests.conftest import ROOT
 
-ARGS = ["debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=400", "trainer.epochs=3",
-        "trainer.progress_bar=false", "logger=none"]
+ARGS = [
+    "debug=smoke",
+    "model=tiny_random",
+    "method=hamr",
+    "dataset.max_train_examples=400",
+    "trainer.epochs=3",
+    "trainer.progress_bar=false",
+    "logger=none",
+]
 
 
 def command(results: Path) -> list[str]:
-    return [sys.executable, "-m", "hamr.train", *ARGS, f"paths.results_dir={results}",
-            f"paths.checkpoint_dir={results}/checkpoints", f"hydra.run.dir={results}/hydra"]
+    return [
+        sys.executable,
+        "-m",
+        "hamr.train",
+        *ARGS,
+        f"paths.results_dir={results}",
+        f"paths.checkpoint_dir={results}/checkpoints",
+        f"hydra.run.dir={results}/hydra",
+    ]
 
 
 def env(data_dir: Path) -> dict:
@@ -51,7 +65,9 @@ def assert_same_run(a: Path, b: Path) -> None:
     ma, mb = (json.loads((run_dir(r) / "metrics.json").read_text()) for r in (a, b))
     assert ma["test"] == mb["test"] and ma["dev"] == mb["dev"] and ma["selected_epoch"] == mb["selected_epoch"]
     for ha, hb in zip(ma["history"], mb["history"], strict=True):
-        assert ha["dev_macro_f1"] == hb["dev_macro_f1"] and ha["train_loss"] == pytest.approx(hb["train_loss"], rel=1e-9)
+        assert ha["dev_macro_f1"] == hb["dev_macro_f1"] and ha["train_loss"] == pytest.approx(
+            hb["train_loss"], rel=1e-9
+        )
         assert ha["weight_mean"] == pytest.approx(hb["weight_mean"], rel=1e-9)
     pa, pb = np.load(run_dir(a) / "predictions.npz"), np.load(run_dir(b) / "predictions.npz")
     assert all(np.array_equal(pa[k], pb[k]) for k in pa.files)
@@ -76,6 +92,8 @@ def start_and_wait_for_first_epoch(results: Path, data_dir: Path) -> subprocess.
         assert time.time() < deadline
         time.sleep(0.05)
     return proc
+
+
 @pytest.mark.slow
 def test_sigkill_after_the_first_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, data_dir, uninterrupted):
     proc = start_and_wait_for_first_epoch(tmp_path, data_dir)
@@ -87,6 +105,8 @@ def test_sigkill_after_the_first_epoch_then_rerun_equals_an_uninterrupted_run(tm
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming from" in rerun.stdout + rerun.stderr
     assert_same_run(tmp_path, uninterrupted)
+
+
 @pytest.mark.slow
 def test_sigterm_mid_epoch_saves_exits_cleanly_and_resumes(tmp_path, data_dir, uninterrupted):
     proc = start_and_wait_for_first_epoch(tmp_path, data_dir)
@@ -111,7 +131,9 @@ def test_a_checkpoint_of_another_configuration_is_refused_and_the_run_starts_afr
     from hamr.checkpoint import Checkpointer
 
     run_folder = tmp_path / "runs" / "x" / "seed=1"
-    Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 1e-4}}).save({"epoch": 1, "batch_in_epoch": 0})
+    Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 1e-4}}).save(
+        {"epoch": 1, "batch_in_epoch": 0}
+    )
     same = Checkpointer(tmp_path / "checkpoints", run_folder, {"trainer": {"lr": 1e-4}}).load()
     assert same is not None and same["epoch"] == 1
     with caplog.at_level("WARNING", logger="hamr.checkpoint"):
@@ -140,8 +162,10 @@ def crafted_checkpoints(marker: Path) -> dict[str, bytes]:
     buffer = io.BytesIO()
     torch.save({"epoch": 1, "evil": _Payload(marker)}, buffer)
     payload = buffer.getvalue()
-    return {"plain pickle": payload,
-            "with header": HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload}
+    return {
+        "plain pickle": payload,
+        "with header": HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload,
+    }
 
 
 @pytest.mark.parametrize("kind", ["plain pickle", "with header", "damaged", "truncated"])
@@ -169,9 +193,16 @@ def test_a_crafted_or_damaged_checkpoint_runs_nothing_and_is_set_aside(tmp_path,
 def test_a_checkpoint_round_trips_numpy_state_and_the_rng():
     from hamr.checkpoint import decode_checkpoint, encode_checkpoint
 
-    state = {"h": np.linspace(0, 1, 5), "positions": [(np.array([1, 2], dtype=np.int64), torch.ones(2))],
-             "numpy_rng": np.random.get_state(), "scalar": np.float64(0.25), "t": torch.arange(3)}
+    state = {
+        "h": np.linspace(0, 1, 5),
+        "positions": [(np.array([1, 2], dtype=np.int64), torch.ones(2))],
+        "numpy_rng": np.random.get_state(),
+        "scalar": np.float64(0.25),
+        "t": torch.arange(3),
+    }
     back = decode_checkpoint(encode_checkpoint(state))
-    np.testing.assert_array_equal(back["h"], state["h"]) and np.testing.assert_array_equal(back["positions"][0][0], [1, 2])
+    np.testing.assert_array_equal(back["h"], state["h"]) and np.testing.assert_array_equal(
+        back["positions"][0][0], [1, 2]
+    )
     assert back["scalar"] == 0.25 and isinstance(back["positions"][0], tuple) and torch.equal(back["t"], state["t"])
     np.random.set_state(back["numpy_rng"])  # a valid numpy RNG state

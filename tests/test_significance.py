@@ -26,7 +26,7 @@ def random_ner(rng, sentences=40):
 
 def split_tags(ids, lengths):
     ends = np.cumsum(lengths)
-    return [[NER_LABELS[i] for i in ids[e - n:e]] for n, e in zip(lengths, ends)]
+    return [[NER_LABELS[i] for i in ids[e - n : e]] for n, e in zip(lengths, ends)]
 
 
 def test_counts_reproduce_sklearn_macro_f1_on_resamples():
@@ -91,8 +91,12 @@ def test_paired_bootstrap_interval_and_two_sided_p_against_a_hand_computed_refer
     a = item_counts(gold, np.where(rng.random(200) < 0.62, gold, (gold + 1) % 3), names, "cls")[0]
     b = item_counts(gold, np.where(rng.random(200) < 0.58, gold, (gold + 2) % 3), names, "cls")[0]
     weights = resample_weights(200, 500, seed=7)
-    deltas = np.array([macro_f1_from_counts(np.einsum("i,ikc->kc", w, a)) -
-                       macro_f1_from_counts(np.einsum("i,ikc->kc", w, b)) for w in weights])
+    deltas = np.array(
+        [
+            macro_f1_from_counts(np.einsum("i,ikc->kc", w, a)) - macro_f1_from_counts(np.einsum("i,ikc->kc", w, b))
+            for w in weights
+        ]
+    )
     smaller_tail = min((deltas <= 0).mean(), (deltas >= 0).mean())
     assert 0.01 < smaller_tail < 0.45  # the case this test is about
     result = paired_bootstrap([a], [b], n_resamples=500, seed=7)

@@ -19,8 +19,14 @@ from hamr.checkpoint import decode_checkpoint
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-ARGS = ["debug=smoke", "model=tiny_random", "dataset.max_train_examples=400", "trainer.epochs=3", "logger=none",
-        "trainer.progress_bar=false"]
+ARGS = [
+    "debug=smoke",
+    "model=tiny_random",
+    "dataset.max_train_examples=400",
+    "trainer.epochs=3",
+    "logger=none",
+    "trainer.progress_bar=false",
+]
 
 
 def run_folder(results, seed):
@@ -30,20 +36,52 @@ def run_folder(results, seed):
 def test_a_preempted_job_is_requeued_and_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
     env = {**os.environ, "HAMR_DATA_DIR": str(data_dir)}
     results, reference = tmp_path / "results", tmp_path / "reference"
-    subprocess.run([sys.executable, "-m", "hamr.train", *ARGS, "trainer.seed=2", f"paths.results_dir={reference}",
-                    f"paths.checkpoint_dir={reference}/checkpoints", f"hydra.run.dir={tmp_path}/ref"], cwd=ROOT,
-                   env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hamr.train",
+            *ARGS,
+            "trainer.seed=2",
+            f"paths.results_dir={reference}",
+            f"paths.checkpoint_dir={reference}/checkpoints",
+            f"hydra.run.dir={tmp_path}/ref",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     log = open(tmp_path / "sweep.log", "w")  # noqa: SIM115 - closed below
-    sweep = subprocess.Popen([sys.executable, "-m", "hamr.train", "-m", "hydra/launcher=submitit_local", *ARGS,
-                              "trainer.seed=1,2", f"paths.results_dir={results}", f"paths.checkpoint_dir={results}/ckpt",
-                              f"hydra.sweep.dir={tmp_path}/sweep", "hydra.launcher.timeout_min=30"],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hamr.train",
+            "-m",
+            "hydra/launcher=submitit_local",
+            *ARGS,
+            "trainer.seed=1,2",
+            f"paths.results_dir={results}",
+            f"paths.checkpoint_dir={results}/ckpt",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+            "hydra.launcher.timeout_min=30",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     preempted, deadline = None, time.time() + 600
     while preempted is None:  # seed 2's job, once it has a checkpoint after its first epoch
         assert sweep.poll() is None and time.time() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
         for checkpoint in (results / "ckpt").glob("*/last.pt"):
-            run_dir = (checkpoint.parent / "run_dir.txt").read_text().strip() if (
-                checkpoint.parent / "run_dir.txt").exists() else ""
+            run_dir = (
+                (checkpoint.parent / "run_dir.txt").read_text().strip()
+                if (checkpoint.parent / "run_dir.txt").exists()
+                else ""
+            )
             lock = run_folder(results, 2) / "run.lock"
             if run_dir.endswith("seed=2") and lock.exists():
                 try:

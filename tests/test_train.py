@@ -17,13 +17,23 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow  # every test here trains real jobs
 
 LOSSES = ["ce", "focal", "dice", "icf"]
-LOSS_CLASSES = {"ce": "CrossEntropyLoss", "focal": "FocalLoss", "dice": "SelfAdjustingDiceLoss",
-                "icf": "InverseClassFrequencyLoss"}
+LOSS_CLASSES = {
+    "ce": "CrossEntropyLoss",
+    "focal": "FocalLoss",
+    "dice": "SelfAdjustingDiceLoss",
+    "icf": "InverseClassFrequencyLoss",
+}
 
 
 def train_cli(*overrides: str, data_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hamr.train", *overrides], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env={**os.environ, "HAMR_DATA_DIR": str(data_dir), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "hamr.train", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HAMR_DATA_DIR": str(data_dir), **(env or {})},
+    )
 
 
 def check_run(run_dir: Path, dataset: str, method: str) -> dict:
@@ -44,9 +54,17 @@ def check_run(run_dir: Path, dataset: str, method: str) -> dict:
 @pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "mit_restaurant"])
 def test_smoke_every_baseline_loss(tmp_path, data_dir, dataset):
     """One multirun of the smoke variant per dataset, all four losses, with MiniLM on 64 examples."""
-    proc = train_cli("-m", "debug=smoke", f"dataset={dataset}", f"baseline_loss={','.join(LOSSES)}",
-                     "dataset.max_train_examples=64", "dataset.max_eval_examples=48",
-                     f"paths.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep", data_dir=data_dir)
+    proc = train_cli(
+        "-m",
+        "debug=smoke",
+        f"dataset={dataset}",
+        f"baseline_loss={','.join(LOSSES)}",
+        "dataset.max_train_examples=64",
+        "dataset.max_eval_examples=48",
+        f"paths.results_dir={tmp_path}",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        data_dir=data_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {loss: check_run(tmp_path / "runs" / dataset / loss / "seed=42", dataset, loss) for loss in LOSSES}
     assert {loss: m["loss"] for loss, m in runs.items()} == LOSS_CLASSES  # each run built its own loss ...
@@ -57,9 +75,16 @@ def test_smoke_every_baseline_loss(tmp_path, data_dir, dataset):
 
 
 def test_multirun_over_datasets_and_losses(tmp_path, data_dir):
-    proc = train_cli("-m", "debug=smoke", "dataset=sst5,mit_restaurant", "baseline_loss=ce,icf",
-                     "model=tiny_random", f"paths.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep",
-                     data_dir=data_dir)
+    proc = train_cli(
+        "-m",
+        "debug=smoke",
+        "dataset=sst5,mit_restaurant",
+        "baseline_loss=ce,icf",
+        "model=tiny_random",
+        f"paths.results_dir={tmp_path}",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        data_dir=data_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("runs/*/*/*/metrics.json"))
     assert found == [f"runs/{d}/{m}/seed=42/metrics.json" for d in ("mit_restaurant", "sst5") for m in ("ce", "icf")]
@@ -76,9 +101,16 @@ def test_same_seed_same_result_on_cpu(tmp_path, data_dir, compose_cfg, monkeypat
     monkeypatch.setenv("HAMR_DATA_DIR", str(data_dir))
     results = []
     for attempt in range(2):
-        cfg = compose_cfg(["debug=smoke", "model=tiny_random", "dataset.max_train_examples=64",
-                           f"paths.results_dir={tmp_path}/{attempt}", "trainer.progress_bar=false"],
-                          output_dir=tmp_path / f"out{attempt}")
+        cfg = compose_cfg(
+            [
+                "debug=smoke",
+                "model=tiny_random",
+                "dataset.max_train_examples=64",
+                f"paths.results_dir={tmp_path}/{attempt}",
+                "trainer.progress_bar=false",
+            ],
+            output_dir=tmp_path / f"out{attempt}",
+        )
         results.append(run(cfg))
     assert results[0]["test"] == results[1]["test"]
     assert results[0]["history"][0]["train_loss"] == results[1]["history"][0]["train_loss"]
@@ -88,8 +120,13 @@ def test_a_finished_configuration_is_skipped_unless_forced_or_changed(tmp_path, 
     import hamr.train as train
 
     monkeypatch.setenv("HAMR_DATA_DIR", str(data_dir))
-    base = ["debug=smoke", "model=tiny_random", "dataset.max_train_examples=32", f"paths.results_dir={tmp_path}",
-            "trainer.progress_bar=false"]
+    base = [
+        "debug=smoke",
+        "model=tiny_random",
+        "dataset.max_train_examples=32",
+        f"paths.results_dir={tmp_path}",
+        "trainer.progress_bar=false",
+    ]
     first = train.run(compose_cfg(base, output_dir=tmp_path / "a"))
     metrics_file = tmp_path / "runs" / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json"
     stamp = metrics_file.stat().st_mtime_ns
@@ -111,7 +148,9 @@ def test_a_finished_configuration_is_skipped_unless_forced_or_changed(tmp_path, 
 
 
 @pytest.mark.parametrize("select,epoch", [("best", 1), ("last", 2)])
-def test_test_is_scored_with_the_state_of_the_selected_epoch(tmp_path, data_dir, compose_cfg, monkeypatch, select, epoch):
+def test_test_is_scored_with_the_state_of_the_selected_epoch(
+    tmp_path, data_dir, compose_cfg, monkeypatch, select, epoch
+):
     """A scripted dev curve [0.5, 0.2] makes the best epoch (1) differ from the last (2); the model
     that test is predicted with is the one scored on dev after the selected epoch."""
     import hamr.train as train
@@ -127,6 +166,7 @@ def test_test_is_scored_with_the_state_of_the_selected_epoch(tmp_path, data_dir,
         def evaluate_dev():
             dev_states.append(state(model))
             return {"macro_f1": next(curve), "micro_f1": 0.0, "per_class_f1": {}}
+
         return real_fit(model, *args, **{**kwargs, "evaluate_dev": evaluate_dev})
 
     def recording_predict(model, *args, **kwargs):  # fit's dev scores are scripted: this is test's call
@@ -135,8 +175,17 @@ def test_test_is_scored_with_the_state_of_the_selected_epoch(tmp_path, data_dir,
 
     monkeypatch.setattr(train, "fit", scripted_fit)
     monkeypatch.setattr(train, "predict", recording_predict)
-    cfg = compose_cfg(["debug=smoke", "model=tiny_random", "trainer.epochs=2", f"trainer.select={select}",
-                       "dataset.max_train_examples=32", f"paths.results_dir={tmp_path}"], output_dir=tmp_path)
+    cfg = compose_cfg(
+        [
+            "debug=smoke",
+            "model=tiny_random",
+            "trainer.epochs=2",
+            f"trainer.select={select}",
+            "dataset.max_train_examples=32",
+            f"paths.results_dir={tmp_path}",
+        ],
+        output_dir=tmp_path,
+    )
     metrics = train.run(cfg)
     assert metrics["selected_epoch"] == epoch and metrics["dev_macro_f1"] == [0.5, 0.2][epoch - 1]
     assert len(test_states) == 1 and len(dev_states) == 2
@@ -149,9 +198,19 @@ def test_hamr_smoke(tmp_path, data_dir, dataset):
     """HAMR with MiniLM on 96 examples; the classification run logs to W&B (offline), HAMR's
     per-epoch diagnostics included."""
     wandb = ["logger=wandb", f"logger.dir={tmp_path}/wb"] if dataset == "cyclone_idai_2019" else []
-    proc = train_cli("debug=smoke", "method=hamr", f"dataset={dataset}", "dataset.max_train_examples=96",
-                     "dataset.max_eval_examples=48", f"paths.results_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache",
-                     f"hydra.run.dir={tmp_path}/out", *wandb, data_dir=data_dir, env={"WANDB_MODE": "offline"})
+    proc = train_cli(
+        "debug=smoke",
+        "method=hamr",
+        f"dataset={dataset}",
+        "dataset.max_train_examples=96",
+        "dataset.max_eval_examples=48",
+        f"paths.results_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/out",
+        *wandb,
+        data_dir=data_dir,
+        env={"WANDB_MODE": "offline"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = check_run(tmp_path / "runs" / dataset / "hamr_full" / "seed=42", dataset, "hamr_full")
     epoch = metrics["history"][0]
@@ -167,23 +226,44 @@ def test_hamr_smoke(tmp_path, data_dir, dataset):
 
 def test_every_ablation_runs(tmp_path, data_dir):
     ablations = ["full", "no_resampling", "no_meta_weight", "no_neighbor_boost"]
-    proc = train_cli("-m", "debug=smoke", "method=hamr", "model=tiny_random", f"ablation={','.join(ablations)}",
-                     "dataset.max_train_examples=100", f"paths.results_dir={tmp_path}",
-                     f"paths.cache_dir={tmp_path}/cache", f"hydra.sweep.dir={tmp_path}/sweep", data_dir=data_dir)
+    proc = train_cli(
+        "-m",
+        "debug=smoke",
+        "method=hamr",
+        "model=tiny_random",
+        f"ablation={','.join(ablations)}",
+        "dataset.max_train_examples=100",
+        f"paths.results_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path}/cache",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        data_dir=data_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     b_means = {}
     for ablation in ablations:
-        metrics = check_run(tmp_path / "runs" / "cyclone_idai_2019" / f"hamr_{ablation}" / "seed=42",
-                            "cyclone_idai_2019", f"hamr_{ablation}")
+        metrics = check_run(
+            tmp_path / "runs" / "cyclone_idai_2019" / f"hamr_{ablation}" / "seed=42",
+            "cyclone_idai_2019",
+            f"hamr_{ablation}",
+        )
         b_means[ablation] = metrics["history"][0]["b_mean"]
     assert b_means["no_resampling"] == b_means["no_neighbor_boost"] == 0.0
     assert b_means["full"] > 0 and b_means["no_meta_weight"] > 0
 
 
 def test_optuna_preset_tunes_hamr_on_dev_over_two_seeds(tmp_path, data_dir):
-    proc = train_cli("-m", "tune=hamr", "debug=smoke", "model=tiny_random", "dataset.max_train_examples=48",
-                     "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}/sweep", f"paths.results_dir={tmp_path}",
-                     "trainer.progress_bar=false", data_dir=data_dir)
+    proc = train_cli(
+        "-m",
+        "tune=hamr",
+        "debug=smoke",
+        "model=tiny_random",
+        "dataset.max_train_examples=48",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        f"paths.results_dir={tmp_path}",
+        "trainer.progress_bar=false",
+        data_dir=data_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     best = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
     assert "best_params" in best and "hamr.tau" in best
@@ -206,20 +286,42 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     for split in ("train", "test"):
         (broken / f"{split}.json").symlink_to(data_dir / "sst5" / f"{split}.json")
     (broken / "dev.json").write_text('[{"text": "fine", "label_text": "neutral"}, {"text": ')
-    proc = train_cli("-m", "debug=smoke", "model=tiny_random", "dataset=sst5,cyclone_idai_2019",
-                     "dataset.max_train_examples=48", f"paths.results_dir={tmp_path}/results",
-                     f"hydra.sweep.dir={tmp_path}/sweep", "trainer.progress_bar=false", data_dir=data)
+    proc = train_cli(
+        "-m",
+        "debug=smoke",
+        "model=tiny_random",
+        "dataset=sst5,cyclone_idai_2019",
+        "dataset.max_train_examples=48",
+        f"paths.results_dir={tmp_path}/results",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        "trainer.progress_bar=false",
+        data_dir=data,
+    )
     assert proc.returncode != 0  # the sweep reports the failure at its end ...
     runs = tmp_path / "results" / "runs"
     assert (runs / "cyclone_idai_2019" / "ce" / "seed=42" / "metrics.json").is_file()  # ... after the other job ran
     error = json.loads((runs / "sst5" / "ce" / "seed=42" / "error.json").read_text())
     assert "dev.json" in error["exception"] and error["config"]["dataset"]["name"] == "sst5"
     assert not (runs / "sst5" / "ce" / "seed=42" / "metrics.json").exists()
-    tables = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_tables.py"), str(tmp_path / "results"),
-                             "--out", str(tmp_path / "tables"), "--no-wandb", "--resamples", "10"],
-                            capture_output=True, text=True, cwd=ROOT)
+    tables = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "build_tables.py"),
+            str(tmp_path / "results"),
+            "--out",
+            str(tmp_path / "tables"),
+            "--no-wandb",
+            "--resamples",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert tables.returncode == 0, tables.stderr
-    sst5 = next(line for line in (tmp_path / "tables" / "main.md").read_text().splitlines() if line.startswith("| SST-5"))
+    sst5 = next(
+        line for line in (tmp_path / "tables" / "main.md").read_text().splitlines() if line.startswith("| SST-5")
+    )
     assert sst5.split("|")[2].strip() == "failed"
 
 
@@ -228,11 +330,18 @@ def test_a_record_from_before_an_added_option_is_read_with_the_old_behaviour(tmp
     reused for that value and rerun for the other."""
     from hamr.runs import finished_run
 
-    record = {"method": "hamr_full", "dev_macro_f1": 0.5, "test_macro_f1": 0.5,
-              "config": {"hamr": {"tau": 0.7}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}}
+    record = {
+        "method": "hamr_full",
+        "dev_macro_f1": 0.5,
+        "test_macro_f1": 0.5,
+        "config": {"hamr": {"tau": 0.7}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}},
+    }
     (tmp_path / "metrics.json").write_text(json.dumps(record))
-    resolved = {"hamr": {"tau": 0.7, "weight_normalisation": "detached_mean"}, "trainer": {"lr": 1e-4},
-                "dataset": {"name": "x"}}
+    resolved = {
+        "hamr": {"tau": 0.7, "weight_normalisation": "detached_mean"},
+        "trainer": {"lr": 1e-4},
+        "dataset": {"name": "x"},
+    }
     assert finished_run(tmp_path, resolved) == record
     assert finished_run(tmp_path, {**resolved, "hamr": {"tau": 0.7, "weight_normalisation": "mean"}}) is None
     assert finished_run(tmp_path, {**resolved, "hamr": {"tau": 0.5, "weight_normalisation": "detached_mean"}}) is None
@@ -240,27 +349,63 @@ def test_a_record_from_before_an_added_option_is_read_with_the_old_behaviour(tmp
 
 def test_many_overrides_give_a_valid_output_folder_and_the_full_name_is_recorded(tmp_path, data_dir):
     """Optuna's long floats once made an output folder name over 255 bytes: the run crashed."""
-    long_floats = [f"hamr.{key}={value}" for key, value in (("tau", 1.397987726295555), ("lambda_", 0.15601864044243652),
-                   ("hardness_half_life", 3.805209189203926), ("weight_net_travel", 7.969454818643936),
-                   ("inner_lr_ratio", 4.123456789012345), ("weight_clip_high", 7.987654321098765))]
-    overrides = ["debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=48",
-                 "trainer.lr=0.00011844319751820385", "hamr.weight_normalisation=mean", *long_floats]
-    proc = subprocess.run([sys.executable, "-m", "hamr.train", *overrides, f"paths.results_dir={tmp_path}/results",
-                           f"paths.cache_dir={tmp_path}/cache", "trainer.progress_bar=false"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "HAMR_DATA_DIR": str(data_dir)})
+    long_floats = [
+        f"hamr.{key}={value}"
+        for key, value in (
+            ("tau", 1.397987726295555),
+            ("lambda_", 0.15601864044243652),
+            ("hardness_half_life", 3.805209189203926),
+            ("weight_net_travel", 7.969454818643936),
+            ("inner_lr_ratio", 4.123456789012345),
+            ("weight_clip_high", 7.987654321098765),
+        )
+    ]
+    overrides = [
+        "debug=smoke",
+        "model=tiny_random",
+        "method=hamr",
+        "dataset.max_train_examples=48",
+        "trainer.lr=0.00011844319751820385",
+        "hamr.weight_normalisation=mean",
+        *long_floats,
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hamr.train",
+            *overrides,
+            f"paths.results_dir={tmp_path}/results",
+            f"paths.cache_dir={tmp_path}/cache",
+            "trainer.progress_bar=false",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HAMR_DATA_DIR": str(data_dir)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (output,) = (tmp_path / "outputs" / "smoke").iterdir()  # Hydra's run folder, named by short_dirname
     assert len(output.name.encode()) <= 240 and "~" in output.name
     metrics = json.loads(next((tmp_path / "results").glob("runs/*/*/seed=42/metrics.json")).read_text())
-    assert len(metrics["override_dirname"]) > 255 and "hamr.weight_clip_high=7.987654321098765" in metrics["override_dirname"]
+    assert (
+        len(metrics["override_dirname"]) > 255
+        and "hamr.weight_clip_high=7.987654321098765" in metrics["override_dirname"]
+    )
 
 
 def test_a_baseline_run_is_reused_whatever_hamrs_settings(tmp_path):
     """A baseline never reads the hamr or ablation sections; a HAMR run does."""
     from hamr.runs import finished_run
 
-    baseline = {"method": {"_target_": "hamr.loop.BaselineMethod.from_context", "name": "ce"},
-                "hamr": {"tau": 0.7}, "ablation": {"name": "full"}, "trainer": {"lr": 1e-4}, "dataset": {"name": "x"}}
+    baseline = {
+        "method": {"_target_": "hamr.loop.BaselineMethod.from_context", "name": "ce"},
+        "hamr": {"tau": 0.7},
+        "ablation": {"name": "full"},
+        "trainer": {"lr": 1e-4},
+        "dataset": {"name": "x"},
+    }
     scores = {"dev_macro_f1": 0.5, "test_macro_f1": 0.5}  # a finished run's record has its scores
     (tmp_path / "metrics.json").write_text(json.dumps({"config": baseline, **scores}))
     assert finished_run(tmp_path, {**baseline, "hamr": {"tau": 0.5}, "ablation": {"name": "other"}}) is not None
@@ -270,12 +415,18 @@ def test_a_baseline_run_is_reused_whatever_hamrs_settings(tmp_path):
     assert finished_run(tmp_path, {**hamr_run, "hamr": {"tau": 0.5}}) is None
 
 
-@pytest.mark.parametrize("run,overrides", [
-    ("bionlp2004/hamr_authors_full/seed=2", ["method=hamr", "hamr=authors"]),
-    ("hurricane_irma_2017/hamr_authors_no_resampling/seed=3", ["method=hamr", "hamr=authors", "ablation=no_resampling"]),
-    ("mit_restaurant/ce/seed=1", ["method=baseline", "baseline_loss=ce"]),
-    ("sst5/focal/seed=1", ["method=baseline", "baseline_loss=focal"]),
-])
+@pytest.mark.parametrize(
+    "run,overrides",
+    [
+        ("bionlp2004/hamr_authors_full/seed=2", ["method=hamr", "hamr=authors"]),
+        (
+            "hurricane_irma_2017/hamr_authors_no_resampling/seed=3",
+            ["method=hamr", "hamr=authors", "ablation=no_resampling"],
+        ),
+        ("mit_restaurant/ce/seed=1", ["method=baseline", "baseline_loss=ce"]),
+        ("sst5/focal/seed=1", ["method=baseline", "baseline_loss=focal"]),
+    ],
+)
 def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, overrides):
     """`make reproduce-table PROFILE=cpu` must skip the committed runs that today's configs would
     repeat (else 108 runs are silently retrained); it fails when a new option changes their result
@@ -290,12 +441,14 @@ def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, ove
 
     run_dir = ROOT / "results" / "table_cpu" / "runs" / run
     dataset, seed = run.split("/")[0], run.rsplit("=", 1)[1]
-    cfg = OmegaConf.to_container(compose_train(["experiment=table_cpu", f"dataset={dataset}", f"trainer.seed={seed}",
-                                                *overrides]), resolve=True)
+    cfg = OmegaConf.to_container(
+        compose_train(["experiment=table_cpu", f"dataset={dataset}", f"trainer.seed={seed}", *overrides]), resolve=True
+    )
     record = finished_run(run_dir, cfg)
     used = json.loads((run_dir / "metrics.json").read_text())["config"]
-    same_tuned_values = (used["trainer"]["lr"] == cfg["trainer"]["lr"]
-                         and used["baseline_loss"].get("gamma") == cfg["baseline_loss"].get("gamma"))
+    same_tuned_values = used["trainer"]["lr"] == cfg["trainer"]["lr"] and used["baseline_loss"].get("gamma") == cfg[
+        "baseline_loss"
+    ].get("gamma")
     if "hamr=authors" in overrides:
         assert same_tuned_values
     if not same_tuned_values:
@@ -305,10 +458,20 @@ def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, ove
 
 
 def test_hamr_over_focal_trains_into_its_own_folder(tmp_path, data_dir):
-    proc = train_cli("debug=smoke", "method=hamr", "baseline_loss=focal", "model=tiny_random",
-                     "dataset.max_train_examples=48", "dataset.max_eval_examples=24", f"paths.results_dir={tmp_path}",
-                     f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/out", data_dir=data_dir)
+    proc = train_cli(
+        "debug=smoke",
+        "method=hamr",
+        "baseline_loss=focal",
+        "model=tiny_random",
+        "dataset.max_train_examples=48",
+        "dataset.max_eval_examples=24",
+        f"paths.results_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/out",
+        data_dir=data_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = check_run(tmp_path / "runs" / "cyclone_idai_2019" / "hamr-focal_full" / "seed=42", "cyclone_idai_2019",
-                        "hamr-focal_full")
+    metrics = check_run(
+        tmp_path / "runs" / "cyclone_idai_2019" / "hamr-focal_full" / "seed=42", "cyclone_idai_2019", "hamr-focal_full"
+    )
     assert metrics["loss"] == "FocalLoss" and metrics["history"][0]["meta_loss"] > 0

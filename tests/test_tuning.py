@@ -17,17 +17,26 @@ from hamr.tuning import (
 from tests.conftest import ROOT
 
 
-def fake_trial(results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5", history=None,
-               collapsed_seeds=()):
+def fake_trial(
+    results, lr: str, devs: list[float], selected=(3, 3), method="ce", dataset="sst5", history=None, collapsed_seeds=()
+):
     folder = results / "runs" / dataset / method / f"baseline_loss={method},dataset={dataset},trainer.lr={lr}"
     for seed, (dev, epoch) in enumerate(zip(devs, selected), start=1):
         per_class = {"a": 0.0, "b": 0.0, "c": dev} if seed in collapsed_seeds else {"a": dev, "b": dev, "c": 0.0}
-        atomic_write_json(folder / f"seed={seed}" / "metrics.json", {
-            "dataset": dataset, "method": method, "seed": seed, "dev_macro_f1": dev, "selected_epoch": epoch,
-            "dev": {"per_class_f1": per_class},
-            "wall_seconds": 1800.0, "config": {"trainer": {"epochs": 3},
-                                               "dataset": {"task": "ner" if dataset == "bionlp2004" else "cls"}},
-            "history": [{"epoch": 1}, {"epoch": 2, **(history or {}), "weight_p90": 1.0 + seed}] if history else []})
+        atomic_write_json(
+            folder / f"seed={seed}" / "metrics.json",
+            {
+                "dataset": dataset,
+                "method": method,
+                "seed": seed,
+                "dev_macro_f1": dev,
+                "selected_epoch": epoch,
+                "dev": {"per_class_f1": per_class},
+                "wall_seconds": 1800.0,
+                "config": {"trainer": {"epochs": 3}, "dataset": {"task": "ner" if dataset == "bionlp2004" else "cls"}},
+                "history": [{"epoch": 1}, {"epoch": 2, **(history or {}), "weight_p90": 1.0 + seed}] if history else [],
+            },
+        )
 
 
 def test_trials_are_ranked_by_mean_dev_and_the_margin_is_set_against_the_seed_spread(tmp_path):
@@ -41,7 +50,7 @@ def test_trials_are_ranked_by_mean_dev_and_the_margin_is_set_against_the_seed_sp
     (chosen,) = choices(ranked)
     assert chosen["values"] == {"trainer.lr": "2e-4"} and chosen["runner_up"] == "trainer.lr=1e-4"
     assert chosen["margin"] == pytest.approx(0.09)
-    assert chosen["seed_spread"] == pytest.approx((0.02 * 2 ** 0.5 / 2 + 0.04 * 2 ** 0.5 / 2) / 2)  # mean of the stds
+    assert chosen["seed_spread"] == pytest.approx((0.02 * 2**0.5 / 2 + 0.04 * 2**0.5 / 2) / 2)  # mean of the stds
     assert chosen["margin_exceeds_spread"]
 
 
@@ -75,8 +84,9 @@ def test_the_script_writes_summary_and_choices(tmp_path):
 
     fake_trial(tmp_path, "1e-4", [0.50, 0.54])
     fake_trial(tmp_path, "2e-4", [0.60, 0.62])
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize_tuning.py"), str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "summarize_tuning.py"), str(tmp_path)], check=True, capture_output=True
+    )
     chosen = json.loads((tmp_path / "chosen.json").read_text())
     assert [c["chosen"] for c in chosen] == ["trainer.lr=2e-4"]
     assert "| sst5 | ce | `trainer.lr=2e-4` | 61.0 ± 1.4 |" in (tmp_path / "summary.md").read_text()
@@ -87,7 +97,9 @@ def test_hamr_trials_report_whether_their_modules_moved(tmp_path):
     fake_trial(tmp_path, "1e-4", [0.5, 0.6], method="ce")  # no diagnostics: not in that table
     ranked = rank_trials(load_trials(tmp_path))
     hamr = ranked[ranked.method == "hamr_full"].iloc[0]
-    assert hamr["weight_p90"] == pytest.approx(2.5) and hamr["h_max_over_mean"] == 2.0  # the last epoch's, mean of seeds
+    assert (
+        hamr["weight_p90"] == pytest.approx(2.5) and hamr["h_max_over_mean"] == 2.0
+    )  # the last epoch's, mean of seeds
     text = summary_markdown(ranked, choices(ranked))
     table = text.split("did each module move?")[1]
     assert "| sst5 | `trainer.lr=1e-4` | nan | 2.50 | 2.00 | nan | 0.10 |" in table and "| ce |" not in table
@@ -100,9 +112,16 @@ def test_the_choices_become_a_profiles_tuned_block_by_method_and_task(tmp_path):
     fake_trial(tmp_path, "3e-4", [0.60, 0.60], method="icf", dataset="hurricane_irma_2017")  # ICF: no NER study yet
     chosen = choices(rank_trials(load_trials(tmp_path)))
     assert tuned_values(chosen) == {"lr": {"focal": [2e-4, 5e-4], "icf": [3e-4, None]}}
-    hamr = {"dataset": "x", "task": "ner", "method": "hamr_full",
-            "values": {"hamr.meta.every": "4", "hamr.tau": "1.5", "trainer.lr": "1e-4"}}
-    assert tuned_values([hamr]) == {"tau": {"hamr": [None, 1.5]}, "lr": {"hamr": [None, 1e-4]}}  # not the search's every
+    hamr = {
+        "dataset": "x",
+        "task": "ner",
+        "method": "hamr_full",
+        "values": {"hamr.meta.every": "4", "hamr.tau": "1.5", "trainer.lr": "1e-4"},
+    }
+    assert tuned_values([hamr]) == {
+        "tau": {"hamr": [None, 1.5]},
+        "lr": {"hamr": [None, 1e-4]},
+    }  # not the search's every
     with pytest.raises(ValueError, match="two ner studies chose hamr.tau for hamr"):
         tuned_values([hamr, {**hamr, "dataset": "y"}])
     long = {**hamr, "values": {"hamr.tau": "1.9552829151743403", "trainer.lr": "0.0004042358248277154"}}
@@ -116,6 +135,7 @@ def test_the_cpu_profiles_tuned_values_are_the_committed_dev_choices():
     from omegaconf import OmegaConf
 
     profile = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "experiment" / "table_cpu.yaml"))["tuned"]
-    chosen = tuned_values(json.loads((ROOT / "results" / "tuning" / "table_cpu" / "chosen.json").read_text()),
-                          significant=3)
+    chosen = tuned_values(
+        json.loads((ROOT / "results" / "tuning" / "table_cpu" / "chosen.json").read_text()), significant=3
+    )
     assert profile == chosen

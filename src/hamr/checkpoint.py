@@ -38,8 +38,10 @@ class Stopped(Exception):
     """A stop signal arrived; the checkpoint is saved and the run should exit."""
 
     def __init__(self, signum: int, path: Path):
-        super().__init__(f"stopped by signal {signal.Signals(signum).name}; checkpoint saved at {path}: "
-                         "run the same command again to resume")
+        super().__init__(
+            f"stopped by signal {signal.Signals(signum).name}; checkpoint saved at {path}: "
+            "run the same command again to resume"
+        )
         self.signum, self.path = signum, path
 
 
@@ -104,13 +106,15 @@ def decode_checkpoint(data: bytes) -> dict:
     ``weights_only=True``; raises UnreadableCheckpoint saying why."""
     if not data.startswith(HEADER):
         raise UnreadableCheckpoint("it is not a checkpoint of this project (no header)")
-    digest, _, payload = data[len(HEADER):].partition(b"\n")
+    digest, _, payload = data[len(HEADER) :].partition(b"\n")
     if hashlib.sha256(payload).hexdigest().encode() != digest:
         raise UnreadableCheckpoint("its checksum does not match (truncated or damaged)")
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to read it is the same verdict
-        raise UnreadableCheckpoint(f"it does not load as data ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        raise UnreadableCheckpoint(
+            f"it does not load as data ({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from None
     if not isinstance(state, dict):
         raise UnreadableCheckpoint(f"it holds a {type(state).__name__}, not a state")
     return from_plain(state)
@@ -143,13 +147,19 @@ class Checkpointer:
         except UnreadableCheckpoint as err:
             aside = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
             self.path.rename(aside)
-            log.warning("checkpoint %s cannot be resumed: %s; moved to %s, the run starts afresh", self.path, err, aside)
+            log.warning(
+                "checkpoint %s cannot be resumed: %s; moved to %s, the run starts afresh", self.path, err, aside
+            )
             return None
         if state.get("identity") != self.identity:
             log.warning("checkpoint %s belongs to another configuration: starting afresh", self.path)
             return None
-        log.info("resuming from %s (epoch %d, batch %d of that epoch)", self.path, state["epoch"] + 1,
-                 state["batch_in_epoch"])
+        log.info(
+            "resuming from %s (epoch %d, batch %d of that epoch)",
+            self.path,
+            state["epoch"] + 1,
+            state["batch_in_epoch"],
+        )
         return state
 
     def save(self, state: dict) -> Path:

@@ -35,21 +35,38 @@ def load_encoder(model_cfg, task: str, label_names: list[str]):
     try:
         return load_tokenizer(model_cfg), build_model(model_cfg, task, label_names)
     except OSError as err:  # not on the Hub, no network, a broken folder
-        raise ConfigError(f"config: model.name_or_path={model_cfg.name_or_path} could not be loaded: "
-                          f"{str(err).splitlines()[0]} (a local folder, a reachable Hub id, or package:<module>)") from None
+        raise ConfigError(
+            f"config: model.name_or_path={model_cfg.name_or_path} could not be loaded: "
+            f"{str(err).splitlines()[0]} (a local folder, a reachable Hub id, or package:<module>)"
+        ) from None
 
 
 def encode_splits(task_data, tokenizer, max_length: int, cache_dir: Path, name: str) -> dict[str, EncodedSplit]:
     """train, dev and test tokenised (cached on disk), with what was cut or dropped logged."""
-    encoded = {split: encode_split_cached(task_data.split(split), task_data.task, task_data.label2id, tokenizer,
-                                          max_length, cache_dir) for split in ("train", "dev", "test")}
+    encoded = {
+        split: encode_split_cached(
+            task_data.split(split), task_data.task, task_data.label2id, tokenizer, max_length, cache_dir
+        )
+        for split in ("train", "dev", "test")
+    }
     for split, data in encoded.items():
         if data.truncated:
-            log.warning("%s: %d of %d %s examples are longer than max_length=%d and are truncated",
-                        name, data.truncated, len(data), split, max_length)
+            log.warning(
+                "%s: %d of %d %s examples are longer than max_length=%d and are truncated",
+                name,
+                data.truncated,
+                len(data),
+                split,
+                max_length,
+            )
         if data.unrepresented:
-            log.warning("%s: %d %s words have no sub-word in the tokenizer (e.g. zero-width spaces): they are "
-                        "not trained on and are predicted O", name, data.unrepresented, split)
+            log.warning(
+                "%s: %d %s words have no sub-word in the tokenizer (e.g. zero-width spaces): they are "
+                "not trained on and are predicted O",
+                name,
+                data.unrepresented,
+                split,
+            )
     return encoded
 
 
@@ -76,8 +93,10 @@ def build_components(cfg, settings, task_data, loss) -> Components:
     ds, tr = settings.dataset, settings.trainer
     device = pick_device(tr.device)
     if tr.cuda_graphs and device.type != "cuda":
-        raise ConfigError(f"config: trainer.cuda_graphs=true is invalid on device {device}; allowed: a CUDA device "
-                          "(set trainer.cuda_graphs=false, or trainer.device=cuda on a GPU machine)")
+        raise ConfigError(
+            f"config: trainer.cuda_graphs=true is invalid on device {device}; allowed: a CUDA device "
+            "(set trainer.cuda_graphs=false, or trainer.device=cuda on a GPU machine)"
+        )
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     tokenizer, model = load_encoder(settings.model, ds.task, task_data.label_names)
@@ -88,14 +107,23 @@ def build_components(cfg, settings, task_data, loss) -> Components:
     context = RunContext(settings, task_data, encoded, collate, model, loss, device, Path(settings.paths.cache_dir))
     method = instantiate(cfg.method)(context)
     if tr.cuda_graphs:
-        optimizer = graph_ready_optimizer(torch.optim.AdamW, model.parameters(), lr=tr.lr, device=device,
-                                          weight_decay=tr.weight_decay)
-        step_fn = GraphedTraining(model, method, optimizer, grad_clip=tr.grad_clip, batch_size=tr.batch_size,
-                                  lengths=tr.graph_lengths or [tr.max_length], pad_token_id=tokenizer.pad_token_id or 0,
-                                  device=device)
+        optimizer = graph_ready_optimizer(
+            torch.optim.AdamW, model.parameters(), lr=tr.lr, device=device, weight_decay=tr.weight_decay
+        )
+        step_fn = GraphedTraining(
+            model,
+            method,
+            optimizer,
+            grad_clip=tr.grad_clip,
+            batch_size=tr.batch_size,
+            lengths=tr.graph_lengths or [tr.max_length],
+            pad_token_id=tokenizer.pad_token_id or 0,
+            device=device,
+        )
     else:
         optimizer, step_fn = torch.optim.AdamW(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay), train_step
     total_steps = tr.epochs * steps_per_epoch(method.epoch_size(len(encoded["train"])), tr.batch_size)
-    scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    scheduler = get_scheduler(
+        tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps), num_training_steps=total_steps
+    )
     return Components(device, encoded, collate, model, method, optimizer, step_fn, scheduler)

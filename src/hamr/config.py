@@ -38,8 +38,12 @@ _PATH_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 def _check_path_name(name: str, value: Any) -> None:
     """Names that become a folder or file name (run folders, caches) stay one path component."""
-    _check(isinstance(value, str) and _PATH_NAME.fullmatch(value) is not None and value not in (".", ".."), name,
-           "letters, digits and _ . + - (one folder name, not . or ..)", value)
+    _check(
+        isinstance(value, str) and _PATH_NAME.fullmatch(value) is not None and value not in (".", ".."),
+        name,
+        "letters, digits and _ . + - (one folder name, not . or ..)",
+        value,
+    )
 
 
 @dataclass
@@ -56,8 +60,12 @@ class HubConfig:
     def __post_init__(self) -> None:
         _check_choice("dataset.hub.format", self.format, ("tner", "setfit", "humaid", "none"))
         if self.format != "none":
-            _check(sorted(self.files) == ["dev", "test", "train"], "dataset.hub.files",
-                   "one repository file for each of train, dev, test", dict(self.files))
+            _check(
+                sorted(self.files) == ["dev", "test", "train"],
+                "dataset.hub.files",
+                "one repository file for each of train, dev, test",
+                dict(self.files),
+            )
 
 
 @dataclass
@@ -76,11 +84,9 @@ class DatasetConfig:
         _check_path_name("dataset.name", self.name)
         _check_choice("dataset.task", self.task, TASKS)
         if self.max_train_examples is not None:
-            _check(self.max_train_examples > 0, "dataset.max_train_examples", "> 0 or null",
-                   self.max_train_examples)
+            _check(self.max_train_examples > 0, "dataset.max_train_examples", "> 0 or null", self.max_train_examples)
         if self.max_eval_examples is not None:
-            _check(self.max_eval_examples > 0, "dataset.max_eval_examples", "> 0 or null",
-                   self.max_eval_examples)
+            _check(self.max_eval_examples > 0, "dataset.max_eval_examples", "> 0 or null", self.max_eval_examples)
 
 
 @dataclass
@@ -120,7 +126,9 @@ class TrainerConfig:
     # replay each training step as a CUDA graph (CUDA only; fused AdamW, padded batches): removes the host
     # cost per operator call that bounds HAMR's step on a GPU (hamr.cuda_graphs, results/bench/gpu/)
     cuda_graphs: bool = False
-    graph_lengths: list[int] | None = None  # with cuda_graphs: pad batches to the first that fits, one graph each; null: [max_length]
+    graph_lengths: list[int] | None = (
+        None  # with cuda_graphs: pad batches to the first that fits, one graph each; null: [max_length]
+    )
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "trainer.epochs", ">= 1", self.epochs)
@@ -137,15 +145,27 @@ class TrainerConfig:
 
         _check_choice("trainer.scheduler", self.scheduler, tuple(s.value for s in SchedulerType))
         _check(0 <= self.seed < 2**32, "trainer.seed", "[0, 2^32)", self.seed)
-        _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "trainer.device",
-               "auto | cpu | cuda | cuda:<index>", self.device)
+        _check(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "trainer.device",
+            "auto | cpu | cuda | cuda:<index>",
+            self.device,
+        )
         _check_choice("trainer.select", self.select, ("best", "last"))
         _check_choice("trainer.seqeval_mode", self.seqeval_mode, ("default", "strict"))
         lengths = self.graph_lengths
-        _check(lengths is None or (len(lengths) > 0 and list(lengths) == sorted(set(lengths))
-                                   and 8 <= lengths[0] and lengths[-1] <= self.max_length),
-               "trainer.graph_lengths", f"null or increasing lengths in [8, trainer.max_length={self.max_length}]",
-               lengths)
+        _check(
+            lengths is None
+            or (
+                len(lengths) > 0
+                and list(lengths) == sorted(set(lengths))
+                and 8 <= lengths[0]
+                and lengths[-1] <= self.max_length
+            ),
+            "trainer.graph_lengths",
+            f"null or increasing lengths in [8, trainer.max_length={self.max_length}]",
+            lengths,
+        )
 
 
 @dataclass
@@ -198,8 +218,12 @@ class MetaConfig:
 
 
 def _exactly_one(names: tuple[str, str], values: tuple, meaning: str) -> None:
-    _check((values[0] is None) != (values[1] is None), f"hamr.{names[0]}/{names[1]}",
-           f"exactly one of the two set, the other null ({meaning})", values)
+    _check(
+        (values[0] is None) != (values[1] is None),
+        f"hamr.{names[0]}/{names[1]}",
+        f"exactly one of the two set, the other null ({meaning})",
+        values,
+    )
 
 
 @dataclass
@@ -242,7 +266,9 @@ class HamrConfig:
     # its tokens | tokens (each token's loss times its sentence's weight, averaged over the batch's
     # tokens as the baselines do). The hardness signal is always the max token loss.
     ner_example_loss: str = "tokens"
-    meta_set: str = "dev"  # dev: dev alone (authors' scripts) | balanced: dev + training examples moved out of train (paper)
+    meta_set: str = (
+        "dev"  # dev: dev alone (authors' scripts) | balanced: dev + training examples moved out of train (paper)
+    )
     meta_batch_size: int = 16  # examples per meta batch
     meta_max_share: float = 0.5  # balanced: at most this share of a class's training examples moves to the meta set
     meta_min_train_count: int = 0  # balanced: a class with fewer training examples than this gives none
@@ -258,11 +284,18 @@ class HamrConfig:
         _check_path_name("hamr.name", self.name)
         _check(self.tau > 0, "hamr.tau", "> 0", self.tau)
         _check(self.lambda_ >= 0, "hamr.lambda_", ">= 0", self.lambda_)
-        _exactly_one(("gamma", "hardness_half_life"), (self.gamma, self.hardness_half_life),
-                     "per-step decay, or half-life in visits/epochs")
+        _exactly_one(
+            ("gamma", "hardness_half_life"),
+            (self.gamma, self.hardness_half_life),
+            "per-step decay, or half-life in visits/epochs",
+        )
         _check(self.gamma is None or 0 <= self.gamma < 1, "hamr.gamma", "[0, 1) or null", self.gamma)
-        _check(self.hardness_half_life is None or self.hardness_half_life > 0, "hamr.hardness_half_life",
-               "> 0 or null", self.hardness_half_life)
+        _check(
+            self.hardness_half_life is None or self.hardness_half_life > 0,
+            "hamr.hardness_half_life",
+            "> 0 or null",
+            self.hardness_half_life,
+        )
         _check_choice("hamr.hardness_signal", self.hardness_signal, ("weight", "relative_loss"))
         _check_choice("hamr.ema_rule", self.ema_rule, ("per_example", "global_decay"))
         _check(0 < self.global_decay_floor < 1, "hamr.global_decay_floor", "(0, 1)", self.global_decay_floor)
@@ -271,19 +304,29 @@ class HamrConfig:
         _check(self.refresh_every >= 1, "hamr.refresh_every", ">= 1", self.refresh_every)
         _check(self.oversample > 0, "hamr.oversample", "> 0", self.oversample)
         _check(self.epsilon > 0, "hamr.epsilon", "> 0", self.epsilon)
-        _exactly_one(("inner_lr", "inner_lr_ratio"), (self.inner_lr, self.inner_lr_ratio),
-                     "absolute alpha, or alpha / trainer.lr")
+        _exactly_one(
+            ("inner_lr", "inner_lr_ratio"),
+            (self.inner_lr, self.inner_lr_ratio),
+            "absolute alpha, or alpha / trainer.lr",
+        )
         for name in ("inner_lr", "inner_lr_ratio", "weight_net_lr", "weight_net_travel"):
             value = getattr(self, name)
             _check(value is None or value > 0, f"hamr.{name}", "> 0 or null", value)
-        _exactly_one(("weight_net_lr", "weight_net_travel"), (self.weight_net_lr, self.weight_net_travel),
-                     "per-step Adam lr, or lr x meta steps")
+        _exactly_one(
+            ("weight_net_lr", "weight_net_travel"),
+            (self.weight_net_lr, self.weight_net_travel),
+            "per-step Adam lr, or lr x meta steps",
+        )
         _check(self.weight_net_weight_decay >= 0, "hamr.weight_net_weight_decay", ">= 0", self.weight_net_weight_decay)
         _check(self.weight_net_hidden >= 1, "hamr.weight_net_hidden", ">= 1", self.weight_net_hidden)
         _check_choice("hamr.weight_activation", self.weight_activation, ("sigmoid", "exp"))
         _check_choice("hamr.weight_normalisation", self.weight_normalisation, ("detached_mean", "mean"))
-        _check(0 < self.weight_clip_low < 1 < self.weight_clip_high, "hamr.weight_clip_low/high",
-               "0 < low < 1 < high (weights average 1)", (self.weight_clip_low, self.weight_clip_high))
+        _check(
+            0 < self.weight_clip_low < 1 < self.weight_clip_high,
+            "hamr.weight_clip_low/high",
+            "0 < low < 1 < high (weights average 1)",
+            (self.weight_clip_low, self.weight_clip_high),
+        )
         _check_choice("hamr.ner_example_loss", self.ner_example_loss, ("max", "mean", "tokens"))
         _check_choice("hamr.meta_set", self.meta_set, ("balanced", "dev"))
         _check(self.meta_batch_size >= 1, "hamr.meta_batch_size", ">= 1", self.meta_batch_size)
@@ -331,8 +374,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.trainer.cuda_graphs and not is_baseline_method({"_target_": self.method._target_}):
-            _check(self.hamr.meta.every == 1, "hamr.meta.every", "1 with trainer.cuda_graphs=true "
-                   "(a graph replays a step with a meta step)", self.hamr.meta.every)
+            _check(
+                self.hamr.meta.every == 1,
+                "hamr.meta.every",
+                "1 with trainer.cuda_graphs=true (a graph replays a step with a meta step)",
+                self.hamr.meta.every,
+            )
 
 
 def per_task(task: str, cls_value: Any, ner_value: Any) -> Any:
@@ -392,7 +439,7 @@ def short_dirname(name: str) -> str:
     if len(encoded) <= MAX_DIRNAME_BYTES:
         return name
     digest = hashlib.sha1(encoded).hexdigest()[:12]
-    return encoded[:MAX_DIRNAME_BYTES - 13].decode(errors="ignore") + "~" + digest
+    return encoded[: MAX_DIRNAME_BYTES - 13].decode(errors="ignore") + "~" + digest
 
 
 def register_configs() -> None:
@@ -411,7 +458,9 @@ def validate(cfg: DictConfig) -> TrainConfig:
     return OmegaConf.to_object(merged)  # instantiates the dataclasses, running __post_init__
 
 
-def compose_train(overrides: list[str], output_dir: Path | str | None = None, cwd: Path | str | None = None) -> DictConfig:
+def compose_train(
+    overrides: list[str], output_dir: Path | str | None = None, cwd: Path | str | None = None
+) -> DictConfig:
     """Compose ``conf/train.yaml`` outside ``@hydra.main`` (tests, benchmarks, notebooks) as
     ``python -m hamr.train overrides...`` would, with Hydra's runtime values set so that
     ``${hydra:...}`` interpolations resolve; the returned config has no ``hydra`` node."""

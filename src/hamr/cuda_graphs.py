@@ -111,9 +111,20 @@ class GraphedTraining:
     the step (``method.record_step``) and the scheduler steps. ``capture=False`` runs every
     step eagerly: the same arithmetic, on any device (the CPU tests compare it with the loop)."""
 
-    def __init__(self, model: torch.nn.Module, method, optimizer: torch.optim.Optimizer, *, grad_clip: float,
-                 batch_size: int, lengths: list[int], pad_token_id: int, device: torch.device,
-                 capture: bool = True, warmup: int = 2):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        method,
+        optimizer: torch.optim.Optimizer,
+        *,
+        grad_clip: float,
+        batch_size: int,
+        lengths: list[int],
+        pad_token_id: int,
+        device: torch.device,
+        capture: bool = True,
+        warmup: int = 2,
+    ):
         if getattr(optimizer, "found_inf", None) is None:
             raise ValueError("GraphedTraining needs an optimiser from graph_ready_optimizer (fused, with found_inf)")
         method.make_graph_ready()  # its own optimisers fused and capturable (HAMR: f_θ's)
@@ -127,8 +138,11 @@ class GraphedTraining:
     def _padded(self, batch: dict) -> dict:
         length = batch["input_ids"].shape[1]
         target = next((n for n in self.lengths if n >= length), length)
-        return {k: v.to(self.device, non_blocking=True)
-                for k, v in pad_batch(batch, target, self.pad_token_id).items() if k != "index"}
+        return {
+            k: v.to(self.device, non_blocking=True)
+            for k, v in pad_batch(batch, target, self.pad_token_id).items()
+            if k != "index"
+        }
 
     def __call__(self, model, method, batch: dict, optimizer, scheduler, grad_clip: float) -> torch.Tensor | None:
         lr_on_device(optimizer, self.device)  # after a resume; a no-op once the rate is a device tensor

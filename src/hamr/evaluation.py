@@ -23,8 +23,7 @@ def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
 
 
 @torch.no_grad()
-def predict(model, data: EncodedSplit, collate, batch_size: int, device: torch.device,
-            precision: str = "fp32") -> list:
+def predict(model, data: EncodedSplit, collate, batch_size: int, device: torch.device, precision: str = "fp32") -> list:
     """Predicted label ids in split order: an int per example (cls) or, per sentence, one per word
     (ner): the prediction at the word's first sub-word, mapped through the tokenizer's word_ids
     (``data.words``), and NO_PREDICTION for a word without a sub-word (cut by truncation, or one
@@ -65,15 +64,20 @@ def score(task_data: TaskData, split: Split, predictions: list, seqeval_mode: st
     if task_data.task == "cls":
         gold = [task_data.label2id[t] for t in split.targets]
         return classification_scores(gold, predictions, names)
-    return ner_scores(split.targets, [[names[i] for i in p] for p in word_predictions(task_data, split, predictions)],
-                      mode=seqeval_mode)
+    return ner_scores(
+        split.targets,
+        [[names[i] for i in p] for p in word_predictions(task_data, split, predictions)],
+        mode=seqeval_mode,
+    )
 
 
 def word_predictions(task_data: TaskData, split: Split, predictions: list) -> list[list[int]]:
     """NER: one label id per gold word, ``O``'s id where the model made no prediction."""
     outside = task_data.label2id["O"]
-    return [[i if i != NO_PREDICTION else outside for i in p] + [outside] * (len(tags) - len(p))
-            for p, tags in zip(predictions, split.targets)]
+    return [
+        [i if i != NO_PREDICTION else outside for i in p] + [outside] * (len(tags) - len(p))
+        for p, tags in zip(predictions, split.targets)
+    ]
 
 
 def compact_predictions(task_data: TaskData, split: Split, predictions: list) -> dict[str, np.ndarray]:
@@ -85,5 +89,8 @@ def compact_predictions(task_data: TaskData, split: Split, predictions: list) ->
     gold = [task_data.label2id[t] for tags in split.targets for t in tags]
     pred = [i for p in word_predictions(task_data, split, predictions) for i in p]
     lengths = [len(tags) for tags in split.targets]
-    return {"gold": np.asarray(gold, np.int16), "pred": np.asarray(pred, np.int16),
-            "lengths": np.asarray(lengths, np.int32)}
+    return {
+        "gold": np.asarray(gold, np.int16),
+        "pred": np.asarray(pred, np.int16),
+        "lengths": np.asarray(lengths, np.int32),
+    }

@@ -37,11 +37,15 @@ def _alive(pid: int) -> bool:
 class RunLock:
     """``run.lock`` in a run folder: {"host", "pid", "started"} of the holder, created atomically."""
 
-    def __init__(self, folder: Path, stale_after: float = 3600.0, poll: float | None = None,
-                 unreadable_stale_after: float = 60.0):
+    def __init__(
+        self, folder: Path, stale_after: float = 3600.0, poll: float | None = None, unreadable_stale_after: float = 60.0
+    ):
         self.path = Path(folder) / "run.lock"
         # seconds between looks at a held lock; HAMR_LOCK_POLL overrides the default of 10
-        self.stale_after, self.poll = stale_after, poll if poll is not None else float(os.environ.get("HAMR_LOCK_POLL", 10))
+        self.stale_after, self.poll = (
+            stale_after,
+            poll if poll is not None else float(os.environ.get("HAMR_LOCK_POLL", 10)),
+        )
         self.unreadable_stale_after = unreadable_stale_after
         self.held = False
 
@@ -66,8 +70,11 @@ class RunLock:
         then hard-linked to ``run.lock`` (fails if that exists), so no reader ever sees it half-written."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                   "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}))
+        tmp.write_text(
+            json.dumps(
+                {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            )
+        )
         try:
             os.link(tmp, self.path)
         except FileExistsError:
@@ -94,21 +101,36 @@ class RunLock:
                 if age is None:
                     continue
                 if age > self.unreadable_stale_after:
-                    log.warning("%s: taking over an unreadable lock file %s (%.0f s old, empty or cut short)",
-                                self.path.parent, self.path, age)
+                    log.warning(
+                        "%s: taking over an unreadable lock file %s (%.0f s old, empty or cut short)",
+                        self.path.parent,
+                        self.path,
+                        age,
+                    )
                     self.path.unlink(missing_ok=True)
                     continue
                 time.sleep(min(self.poll, 1.0))
                 continue
             reason = self._stale(holder)
             if reason:
-                log.warning("%s: taking over the lock of %s:%s (started %s): %s", self.path.parent,
-                            holder.get("host"), holder.get("pid"), holder.get("started"), reason)
+                log.warning(
+                    "%s: taking over the lock of %s:%s (started %s): %s",
+                    self.path.parent,
+                    holder.get("host"),
+                    holder.get("pid"),
+                    holder.get("started"),
+                    reason,
+                )
                 self.path.unlink(missing_ok=True)
                 continue
             if not waited:
-                log.warning("%s is being trained by %s:%s (since %s): waiting for it", self.path.parent,
-                            holder.get("host"), holder.get("pid"), holder.get("started"))
+                log.warning(
+                    "%s is being trained by %s:%s (since %s): waiting for it",
+                    self.path.parent,
+                    holder.get("host"),
+                    holder.get("pid"),
+                    holder.get("started"),
+                )
             waited = True
             time.sleep(self.poll)
         return not waited

@@ -136,14 +136,21 @@ def on_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "index"}
 
 
-def train_step(model: torch.nn.Module, method: TrainingMethod, batch: dict, optimizer: torch.optim.Optimizer,
-               scheduler, grad_clip: float) -> torch.Tensor | None:
+def train_step(
+    model: torch.nn.Module,
+    method: TrainingMethod,
+    batch: dict,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    grad_clip: float,
+) -> torch.Tensor | None:
     """One optimiser step on ``batch`` with the method's step function (hamr.steps), run eagerly;
     returns the detached loss, or None when the loss or the gradient norm was not finite and the
     update was skipped (one host read of the step's flags, as torch.amp's GradScaler does)."""
     device = next(model.parameters()).device
     outputs = method.step_function(model, optimizer, grad_clip=grad_clip)(
-        *(on_device(b, device) for b in (batch, *method.next_extra_batches())))
+        *(on_device(b, device) for b in (batch, *method.next_extra_batches()))
+    )
     flags = outputs[1].tolist()
     method.record_step(batch, outputs, flags)
     if scheduler is not None:
@@ -155,23 +162,59 @@ def train_step(model: torch.nn.Module, method: TrainingMethod, batch: dict, opti
     return outputs[0]
 
 
-def _fit_state(model, optimizer, scheduler, method, generator, result: FitResult, *, epoch: int,
-               batch_in_epoch: int, order: torch.Tensor | None, running, seen: int, epoch_seconds: float) -> dict:
+def _fit_state(
+    model,
+    optimizer,
+    scheduler,
+    method,
+    generator,
+    result: FitResult,
+    *,
+    epoch: int,
+    batch_in_epoch: int,
+    order: torch.Tensor | None,
+    running,
+    seen: int,
+    epoch_seconds: float,
+) -> dict:
     """Everything :func:`fit` needs to continue from this step boundary (see hamr.checkpoint)."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "method": method.state_dict(),
-            "generator": generator.get_state(), "rng": rng_states(), "result": vars(result),
-            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "order": order,
-            "running": running, "seen": seen, "epoch_seconds": epoch_seconds}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "method": method.state_dict(),
+        "generator": generator.get_state(),
+        "rng": rng_states(),
+        "result": vars(result),
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "order": order,
+        "running": running,
+        "seen": seen,
+        "epoch_seconds": epoch_seconds,
+    }
 
 
-def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit, collate,
-        optimizer: torch.optim.Optimizer, scheduler, *, epochs: int, batch_size: int,
-        grad_clip: float, seed: int, evaluate_dev: Callable[[], dict],
-        log_metrics: Callable[[dict, int], None], progress_bar: bool = True,
-        max_skip_share: float = 0.05, min_steps_before_abort: int = 20,
-        checkpointer: Checkpointer | None = None, step_fn: Callable = train_step) -> FitResult:
+def fit(
+    model: torch.nn.Module,
+    method: TrainingMethod,
+    train_data: EncodedSplit,
+    collate,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    *,
+    epochs: int,
+    batch_size: int,
+    grad_clip: float,
+    seed: int,
+    evaluate_dev: Callable[[], dict],
+    log_metrics: Callable[[dict, int], None],
+    progress_bar: bool = True,
+    max_skip_share: float = 0.05,
+    min_steps_before_abort: int = 20,
+    checkpointer: Checkpointer | None = None,
+    step_fn: Callable = train_step,
+) -> FitResult:
     """Train for ``epochs``; after each, score dev with ``evaluate_dev`` (returns scores with
     ``macro_f1``) and keep a copy of the best-dev model state. Steps with a non-finite loss or
     gradient are skipped and counted; when more than ``max_skip_share`` of the steps so far (at
@@ -207,14 +250,26 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
             first_batch = start_batch if mid_epoch else 0
             # Its own generator: a DataLoader without one draws a seed from the global RNG, which
             # would shift dropout's random stream after a mid-epoch resume.
-            loader = DataLoader(torch.utils.data.Subset(train_data, order[first_batch * batch_size:].tolist()),
-                                batch_size=batch_size, shuffle=False, collate_fn=collate,
-                                generator=torch.Generator().manual_seed(seed + epoch))
-            running, seen, previous_seconds = (resumed["running"], resumed["seen"], resumed["epoch_seconds"]) \
-                if mid_epoch else (None, 0, 0.0)
+            loader = DataLoader(
+                torch.utils.data.Subset(train_data, order[first_batch * batch_size :].tolist()),
+                batch_size=batch_size,
+                shuffle=False,
+                collate_fn=collate,
+                generator=torch.Generator().manual_seed(seed + epoch),
+            )
+            running, seen, previous_seconds = (
+                (resumed["running"], resumed["seen"], resumed["epoch_seconds"]) if mid_epoch else (None, 0, 0.0)
+            )
             start = time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress_bar,
-                       dynamic_ncols=True, leave=False, initial=first_batch, total=first_batch + len(loader))
+            bar = tqdm(
+                loader,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                disable=not progress_bar,
+                dynamic_ncols=True,
+                leave=False,
+                initial=first_batch,
+                total=first_batch + len(loader),
+            )
             for batch_in_epoch, batch in enumerate(bar, start=first_batch + 1):
                 detached = step_fn(model, method, batch, optimizer, scheduler, grad_clip)
                 step += 1
@@ -225,7 +280,8 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
                         raise NumericalError(
                             f"{result.skipped_steps} of {step} training steps had a non-finite loss or gradient "
                             f"(more than trainer.max_skip_share={max_skip_share}); lower trainer.lr "
-                            f"(the learning rate is {optimizer.param_groups[0]['lr']:.3g} now) or check the data")
+                            f"(the learning rate is {optimizer.param_groups[0]['lr']:.3g} now) or check the data"
+                        )
                 else:
                     running = detached if running is None else 0.98 * running + 0.02 * detached
                     seen += len(batch["labels"])
@@ -233,32 +289,69 @@ def fit(model: torch.nn.Module, method: TrainingMethod, train_data: EncodedSplit
                         bar.set_postfix(loss=f"{running.item():.4f}")
                 if checkpointer is not None and checkpointer.stop_signal is not None:
                     seconds = previous_seconds + time.perf_counter() - start
-                    path = checkpointer.save(_fit_state(model, optimizer, scheduler, method, generator, result,
-                                                        epoch=epoch, batch_in_epoch=batch_in_epoch, order=order,
-                                                        running=running, seen=seen, epoch_seconds=seconds))
+                    path = checkpointer.save(
+                        _fit_state(
+                            model,
+                            optimizer,
+                            scheduler,
+                            method,
+                            generator,
+                            result,
+                            epoch=epoch,
+                            batch_in_epoch=batch_in_epoch,
+                            order=order,
+                            running=running,
+                            seen=seen,
+                            epoch_seconds=seconds,
+                        )
+                    )
                     raise Stopped(checkpointer.stop_signal, path)
             epoch_seconds = previous_seconds + time.perf_counter() - start
             result.train_seconds += epoch_seconds
             result.train_examples += seen
             diagnostics = method.end_epoch(epoch)
             dev = evaluate_dev()
-            row = {"epoch": epoch + 1, "train_loss": float(running) if running is not None else float("nan"),
-                   "dev_macro_f1": dev["macro_f1"], "dev_micro_f1": dev["micro_f1"],
-                   "epoch_seconds": epoch_seconds, "examples_per_second": seen / max(epoch_seconds, 1e-9),
-                   "skipped_steps": result.skipped_steps,
-                   **diagnostics}
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": float(running) if running is not None else float("nan"),
+                "dev_macro_f1": dev["macro_f1"],
+                "dev_micro_f1": dev["micro_f1"],
+                "epoch_seconds": epoch_seconds,
+                "examples_per_second": seen / max(epoch_seconds, 1e-9),
+                "skipped_steps": result.skipped_steps,
+                **diagnostics,
+            }
             result.history.append(row)
             log_metrics(row, step)
-            log.info("epoch %d/%d: train loss %.4f, dev Macro-F1 %.4f (%.0f s)", epoch + 1, epochs,
-                     row["train_loss"], dev["macro_f1"], epoch_seconds)
+            log.info(
+                "epoch %d/%d: train loss %.4f, dev Macro-F1 %.4f (%.0f s)",
+                epoch + 1,
+                epochs,
+                row["train_loss"],
+                dev["macro_f1"],
+                epoch_seconds,
+            )
             result.last_dev_scores = dev
             if result.best_dev_scores is None or dev["macro_f1"] > result.best_dev_scores["macro_f1"]:
                 result.best_epoch, result.best_dev_scores = epoch + 1, dev
                 result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if checkpointer is not None:
-                path = checkpointer.save(_fit_state(model, optimizer, scheduler, method, generator, result,
-                                                    epoch=epoch + 1, batch_in_epoch=0, order=None, running=None,
-                                                    seen=0, epoch_seconds=0.0))
+                path = checkpointer.save(
+                    _fit_state(
+                        model,
+                        optimizer,
+                        scheduler,
+                        method,
+                        generator,
+                        result,
+                        epoch=epoch + 1,
+                        batch_in_epoch=0,
+                        order=None,
+                        running=None,
+                        seen=0,
+                        epoch_seconds=0.0,
+                    )
+                )
                 if checkpointer.stop_signal is not None:  # it came during the dev evaluation: stop here too
                     raise Stopped(checkpointer.stop_signal, path)
     finally:

@@ -127,7 +127,7 @@ class SelfAdjustingDiceLoss(ElementwiseLoss):
         p = F.softmax(logits, dim=-1)
         y = F.one_hot(targets, p.shape[-1]).float()
         adjusted = (1 - p) ** self.alpha * p
-        denominator = adjusted ** 2 + y + self.smooth if self.square_denominator else adjusted + y + self.smooth
+        denominator = adjusted**2 + y + self.smooth if self.square_denominator else adjusted + y + self.smooth
         dice = (2 * adjusted * y + self.smooth) / denominator  # y ** 2 == y for one-hot targets
         return (1 - dice).mean(dim=-1)
 

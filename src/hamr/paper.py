@@ -6,8 +6,14 @@ DATASETS = ("bionlp2004", "tweetner7_2020", "mit_restaurant", "hurricane_irma_20
 BASELINES = ("ce", "focal", "dice", "icf")  # the baseline losses (baseline_loss=...)
 ABLATION_DATASETS = ("bionlp2004", "hurricane_irma_2017")  # paper Table 2
 ABLATIONS = ("full", "no_resampling", "no_meta_weight", "no_neighbor_boost")  # ablation=...
-DISPLAY = {"bionlp2004": "BioNLP", "tweetner7_2020": "TweetNER7-2020", "mit_restaurant": "MIT-Restaurant",
-           "hurricane_irma_2017": "Irma17", "cyclone_idai_2019": "Idai19", "sst5": "SST-5"}
+DISPLAY = {
+    "bionlp2004": "BioNLP",
+    "tweetner7_2020": "TweetNER7-2020",
+    "mit_restaurant": "MIT-Restaurant",
+    "hurricane_irma_2017": "Irma17",
+    "cyclone_idai_2019": "Idai19",
+    "sst5": "SST-5",
+}
 # dataset -> (HAMR, best baseline, which baseline); BERT-based encoders, seeds and std unknown
 MAIN = {
     "bionlp2004": (72.7, 70.6, "Dice"),

@@ -20,12 +20,16 @@ def check_device(name: str) -> None:
         return
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"config: trainer.device={name} is invalid on this machine: torch sees no CUDA device; "
-                              "use trainer.device=auto (or cpu)")
+            raise ConfigError(
+                f"config: trainer.device={name} is invalid on this machine: torch sees no CUDA device; "
+                "use trainer.device=auto (or cpu)"
+            )
         index = int(name.split(":", 1)[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"config: trainer.device={name} is invalid: this machine has {torch.cuda.device_count()} "
-                              "CUDA device(s); use cuda:0 .. cuda:<count - 1>")
+            raise ConfigError(
+                f"config: trainer.device={name} is invalid: this machine has {torch.cuda.device_count()} "
+                "CUDA device(s); use cuda:0 .. cuda:<count - 1>"
+            )
 
 
 def _local_model_folder(key: str, name_or_path: str) -> Path | None:
@@ -34,16 +38,20 @@ def _local_model_folder(key: str, name_or_path: str) -> Path | None:
     if name_or_path.startswith("package:"):
         module = name_or_path.split(":", 1)[1]
         if importlib.util.find_spec(module) is None:
-            raise ConfigError(f"config: {key}={name_or_path} is invalid: the module {module!r} is not installed; "
-                              f"pip install {module.replace('_', '-')}")
+            raise ConfigError(
+                f"config: {key}={name_or_path} is invalid: the module {module!r} is not installed; "
+                f"pip install {module.replace('_', '-')}"
+            )
         from hamr.models import resolve_model_path
 
         return Path(resolve_model_path(name_or_path))
     if name_or_path.startswith(("/", "./", "../", "~")) or Path(name_or_path).expanduser().exists():
         folder = Path(name_or_path).expanduser()
         if not (folder / "config.json").is_file():
-            raise ConfigError(f"config: {key}={name_or_path} is invalid: {folder} is not a model folder (no config.json);"
-                              " give a folder written by save_pretrained, a Hub id, or package:<module>")
+            raise ConfigError(
+                f"config: {key}={name_or_path} is invalid: {folder} is not a model folder (no config.json);"
+                " give a folder written by save_pretrained, a Hub id, or package:<module>"
+            )
         return folder
     return None  # a Hub id: checked when it is fetched
 
@@ -55,11 +63,14 @@ def check_model(model, max_length: int) -> None:
         _local_model_folder("model.tokenizer", model.tokenizer)
     if folder is None:
         return
-    positions = (model.random_init or {}).get("max_position_embeddings") or \
-        json.loads((folder / "config.json").read_text()).get("max_position_embeddings")
+    positions = (model.random_init or {}).get("max_position_embeddings") or json.loads(
+        (folder / "config.json").read_text()
+    ).get("max_position_embeddings")
     if positions is not None and max_length > positions:
-        raise ConfigError(f"config: trainer.max_length={max_length} is invalid for {model.name}: its encoder has "
-                          f"{positions} positions; set trainer.max_length<={positions}")
+        raise ConfigError(
+            f"config: trainer.max_length={max_length} is invalid for {model.name}: its encoder has "
+            f"{positions} positions; set trainer.max_length<={positions}"
+        )
 
 
 def check_output_folders(paths) -> None:
@@ -69,8 +80,10 @@ def check_output_folders(paths) -> None:
         for part in (path, *path.parents):
             if part.exists():
                 if not part.is_dir():
-                    raise ConfigError(f"config: paths.{key}={getattr(paths, key)} is invalid: {part} is a file, not a "
-                                      "folder; choose another folder or move the file")
+                    raise ConfigError(
+                        f"config: paths.{key}={getattr(paths, key)} is invalid: {part} is a file, not a "
+                        "folder; choose another folder or move the file"
+                    )
                 break
 
 

@@ -17,11 +17,16 @@ from omegaconf import OmegaConf
 EXACT_KEYS = ("dev_macro_f1", "test_macro_f1", "selected_epoch")
 # The only objects a record may name for instantiation: a received metrics.json is data, and a
 # `_target_` elsewhere (torch.load, os.system, ...) would run code when the record is retrained.
-RECORD_TARGETS = frozenset({
-    "hamr.losses.CrossEntropyLoss", "hamr.losses.FocalLoss", "hamr.losses.SelfAdjustingDiceLoss",
-    "hamr.losses.InverseClassFrequencyLoss",
-    "hamr.loop.BaselineMethod.from_context", "hamr.algorithm.method.HamrMethod.from_context",
-})
+RECORD_TARGETS = frozenset(
+    {
+        "hamr.losses.CrossEntropyLoss",
+        "hamr.losses.FocalLoss",
+        "hamr.losses.SelfAdjustingDiceLoss",
+        "hamr.losses.InverseClassFrequencyLoss",
+        "hamr.loop.BaselineMethod.from_context",
+        "hamr.algorithm.method.HamrMethod.from_context",
+    }
+)
 
 
 class UntrustedRecord(ValueError):
@@ -33,13 +38,17 @@ def check_targets(config, where: str = "config") -> None:
     if isinstance(config, dict):
         for key, value in config.items():
             if key == "_target_" and value not in RECORD_TARGETS:
-                raise UntrustedRecord(f"{where}._target_={value!r} is not one of the project's losses or methods: "
-                                      "a record may not name other code (edit the record, or train it with "
-                                      "python -m hamr.train if you trust that code)")
+                raise UntrustedRecord(
+                    f"{where}._target_={value!r} is not one of the project's losses or methods: "
+                    "a record may not name other code (edit the record, or train it with "
+                    "python -m hamr.train if you trust that code)"
+                )
             check_targets(value, f"{where}.{key}")
     elif isinstance(config, list):
         for i, value in enumerate(config):
             check_targets(value, f"{where}[{i}]")
+
+
 HISTORY_KEYS = ("train_loss", "dev_macro_f1", "dev_micro_f1")
 
 
@@ -58,8 +67,15 @@ def rerun(run_dir: Path, scratch: Path, data_dir: Path | None = None) -> Path:
         raise UntrustedRecord(f"{path}: {err}") from None
     name = config["dataset"]["name"]
     new_run = Path(scratch) / "runs" / name / config["method"]["name"] / f"seed={config['trainer']['seed']}"
-    config["paths"].update({"results_dir": str(scratch), "run_dir": str(new_run), "output_dir": str(scratch / "out"),
-                            "cache_dir": str(scratch / "cache"), "checkpoint_dir": str(scratch / "checkpoints")})
+    config["paths"].update(
+        {
+            "results_dir": str(scratch),
+            "run_dir": str(new_run),
+            "output_dir": str(scratch / "out"),
+            "cache_dir": str(scratch / "cache"),
+            "checkpoint_dir": str(scratch / "checkpoints"),
+        }
+    )
     if data_dir is not None:
         config["paths"]["data_dir"] = str(data_dir)
         config["dataset"]["dir"] = str(Path(data_dir) / name)

@@ -32,8 +32,11 @@ VOLATILE_TRAINER_KEYS = ("progress_bar", "num_threads", "device", "eval_batch_si
 VOLATILE_DATASET_KEYS = ("dir", "hub")
 # Options added after runs were recorded, with the value that reproduces the code before them: a
 # recorded config without the key is read as having that value.
-LATER_KEYS = {("hamr", "weight_normalisation"): "detached_mean", ("trainer", "cuda_graphs"): False,
-              ("trainer", "graph_lengths"): None}
+LATER_KEYS = {
+    ("hamr", "weight_normalisation"): "detached_mean",
+    ("trainer", "cuda_graphs"): False,
+    ("trainer", "graph_lengths"): None,
+}
 # Sections a baseline run never reads: a change of HAMR's defaults does not make it another configuration.
 BASELINE_UNUSED_KEYS = ("hamr", "ablation")
 
@@ -77,8 +80,10 @@ def finished_run(run_dir: Path, resolved: dict) -> dict | None:
         return None
     metrics = read_metrics(path)
     if metrics is None:
-        log.warning("%s is not a readable metrics.json (cut short or edited): the run is trained again and "
-                    "the file replaced", path)
+        log.warning(
+            "%s is not a readable metrics.json (cut short or edited): the run is trained again and the file replaced",
+            path,
+        )
         return None
     if result_relevant(metrics.get("config", {})) != result_relevant(resolved):
         log.warning("%s holds a run of another configuration: it is rerun and replaced", path)
@@ -86,22 +91,47 @@ def finished_run(run_dir: Path, resolved: dict) -> dict | None:
     return metrics
 
 
-def run_record(settings, resolved: dict, task_data, result, dev_scores: dict, test_scores: dict, *, loss, method,
-               step_fn, device: torch.device, commit: str | None, started: float, override_dirname: str | None) -> dict:
+def run_record(
+    settings,
+    resolved: dict,
+    task_data,
+    result,
+    dev_scores: dict,
+    test_scores: dict,
+    *,
+    loss,
+    method,
+    step_fn,
+    device: torch.device,
+    commit: str | None,
+    started: float,
+    override_dirname: str | None,
+) -> dict:
     """What metrics.json holds: the scores of the checkpoint chosen on dev, whether the run
     collapsed, the per-epoch history, costs, where and with what it ran, and the resolved config."""
     ds, tr = settings.dataset, settings.trainer
     return {
-        "dataset": ds.name, "method": settings.method.name, "model": settings.model.name, "seed": tr.seed,
+        "dataset": ds.name,
+        "method": settings.method.name,
+        "model": settings.model.name,
+        "seed": tr.seed,
         "loss": type(loss).__name__,  # the loss object the run built (HAMR: the per-example loss it weights)
-        "dev_macro_f1": dev_scores["macro_f1"], "test_macro_f1": test_scores["macro_f1"],
+        "dev_macro_f1": dev_scores["macro_f1"],
+        "test_macro_f1": test_scores["macro_f1"],
         # the run did not learn (hamr.metrics.collapsed, from dev alone): counted in the tables, rejected by tuning
-        "collapsed": collapsed(dev_scores), "dev_zero_f1_classes": zero_f1_classes(dev_scores),
-        "selected_epoch": result.best_epoch if tr.select == "best" else tr.epochs, "select": tr.select,
-        "train_class_counts": task_data.class_counts("train"), "n_train": len(task_data.train),
+        "collapsed": collapsed(dev_scores),
+        "dev_zero_f1_classes": zero_f1_classes(dev_scores),
+        "selected_epoch": result.best_epoch if tr.select == "best" else tr.epochs,
+        "select": tr.select,
+        "train_class_counts": task_data.class_counts("train"),
+        "n_train": len(task_data.train),
         "label_names": task_data.label_names,
-        "dev": dev_scores, "test": test_scores, "history": result.history,
-        "train_seconds": result.train_seconds, "steps": result.steps, "skipped_steps": result.skipped_steps,
+        "dev": dev_scores,
+        "test": test_scores,
+        "history": result.history,
+        "train_seconds": result.train_seconds,
+        "steps": result.steps,
+        "skipped_steps": result.skipped_steps,
         "skipped_meta_steps": getattr(method, "skipped_meta_steps", 0),
         # trainer.cuda_graphs: how many steps replayed a graph and how many ran eagerly (warm-up, odd shapes)
         "cuda_graph_steps": dict(step_fn.steps_by_kind) if tr.cuda_graphs else None,
@@ -109,8 +139,11 @@ def run_record(settings, resolved: dict, task_data, result, dev_scores: dict, te
         "wall_seconds": time.time() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "device": str(device), "torch": torch.__version__, "git_commit": commit,
-        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "config": resolved,
+        "device": str(device),
+        "torch": torch.__version__,
+        "git_commit": commit,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": resolved,
         # the command line's overrides as Hydra names output folders (in full: a folder name may be shortened)
         "override_dirname": override_dirname,
     }
@@ -122,9 +155,15 @@ def record_failure(cfg: DictConfig, err: Exception) -> Path | None:
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         path = Path(resolved["paths"]["run_dir"]) / "error.json"
-        atomic_write_json(path, {"exception": f"{type(err).__name__}: {err}",
-                                 "traceback": traceback.format_exc().splitlines()[-30:],
-                                 "failed_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "config": resolved})
+        atomic_write_json(
+            path,
+            {
+                "exception": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc().splitlines()[-30:],
+                "failed_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                "config": resolved,
+            },
+        )
         return path
     except Exception:  # noqa: BLE001 - never hide the original error
         return None
@@ -145,13 +184,26 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if (folder / "metrics.json").is_file():
             m = read_metrics(folder / "metrics.json")
             if m is None:
-                warnings.warn(f"{folder / 'metrics.json'} is not a readable metrics.json: counted as failed "
-                              "(rerun that configuration, or delete the file)", stacklevel=2)
+                warnings.warn(
+                    f"{folder / 'metrics.json'} is not a readable metrics.json: counted as failed "
+                    "(rerun that configuration, or delete the file)",
+                    stacklevel=2,
+                )
                 failed.append({"dataset": dataset, "method": method, "seed": seed})
                 continue
-            rows.append({"dataset": dataset, "method": method, "seed": seed, "dev": m["dev_macro_f1"],
-                         "test": m["test_macro_f1"], "collapsed": run_collapsed(m), "steps": m.get("steps"),
-                         "folder": folder, "metrics": m})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "method": method,
+                    "seed": seed,
+                    "dev": m["dev_macro_f1"],
+                    "test": m["test_macro_f1"],
+                    "collapsed": run_collapsed(m),
+                    "steps": m.get("steps"),
+                    "folder": folder,
+                    "metrics": m,
+                }
+            )
         elif (folder / "error.json").is_file():
             failed.append({"dataset": dataset, "method": method, "seed": seed})
     columns = ["dataset", "method", "seed", "dev", "test", "collapsed", "steps", "folder", "metrics"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def item_counts(gold: np.ndarray, pred: np.ndarray, label_names: list[str], task: str,
-                lengths: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+def item_counts(
+    gold: np.ndarray, pred: np.ndarray, label_names: list[str], task: str, lengths: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Per-item counts (n_items, 3, n_classes): tp, fp, fn; and the class names.
 
     Classification: classes are ``label_names``. NER: classes are entity types, entities as
@@ -55,8 +56,9 @@ def resample_weights(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
     return rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=n_resamples)
 
 
-def paired_bootstrap(counts_a: list[np.ndarray], counts_b: list[np.ndarray], n_resamples: int = 1000,
-                     seed: int = 0) -> dict:
+def paired_bootstrap(
+    counts_a: list[np.ndarray], counts_b: list[np.ndarray], n_resamples: int = 1000, seed: int = 0
+) -> dict:
     """Macro-F1(a) - Macro-F1(b) over bootstrap resamples of the test items, paired: the same
     resample for both systems and for every seed. ``counts_a[s]``/``counts_b[s]``: item counts of
     seed s (same items in the same order). Returns the observed per-seed and pooled (mean over
@@ -67,8 +69,9 @@ def paired_bootstrap(counts_a: list[np.ndarray], counts_b: list[np.ndarray], n_r
         # the same resamples for every seed when the test items are the same (always, unless capped)
         weights = resample_weights(a.shape[0], n_resamples, seed)
         observed = macro_f1_from_counts(a.sum(0)) - macro_f1_from_counts(b.sum(0))
-        deltas = macro_f1_from_counts(np.einsum("ri,ikc->rkc", weights, a)) - \
-            macro_f1_from_counts(np.einsum("ri,ikc->rkc", weights, b))
+        deltas = macro_f1_from_counts(np.einsum("ri,ikc->rkc", weights, a)) - macro_f1_from_counts(
+            np.einsum("ri,ikc->rkc", weights, b)
+        )
         per_seed_observed.append(float(observed))
         per_seed_deltas.append(deltas)
     pooled = np.mean(per_seed_deltas, axis=0)
@@ -77,7 +80,13 @@ def paired_bootstrap(counts_a: list[np.ndarray], counts_b: list[np.ndarray], n_r
         return float(min(1.0, 2 * min((deltas <= 0).mean(), (deltas >= 0).mean())))
 
     low, high = np.percentile(pooled, [2.5, 97.5])
-    return {"delta": float(np.mean(per_seed_observed)), "ci_low": float(low), "ci_high": float(high),
-            "p_value": p_value(pooled), "per_seed_delta": per_seed_observed,
-            "per_seed_p_value": [p_value(d) for d in per_seed_deltas], "n_resamples": n_resamples,
-            "n_items": [a.shape[0] for a in counts_a]}
+    return {
+        "delta": float(np.mean(per_seed_observed)),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": p_value(pooled),
+        "per_seed_delta": per_seed_observed,
+        "per_seed_p_value": [p_value(d) for d in per_seed_deltas],
+        "n_resamples": n_resamples,
+        "n_items": [a.shape[0] for a in counts_a],
+    }

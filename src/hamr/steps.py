@@ -24,14 +24,16 @@ from hamr.evaluation import autocast
 StepFn = Callable[..., tuple[torch.Tensor, ...]]
 
 
-def graph_ready_optimizer(optimizer_class: type[torch.optim.Optimizer], params, *, lr: float, device: torch.device,
-                          **options) -> torch.optim.Optimizer:
+def graph_ready_optimizer(
+    optimizer_class: type[torch.optim.Optimizer], params, *, lr: float, device: torch.device, **options
+) -> torch.optim.Optimizer:
     """``optimizer_class`` (torch.optim.Adam or AdamW) as a graph needs it: fused, so that a step
     whose ``optimizer.found_inf`` (a device scalar, set by :func:`guarded_step`) is 1 leaves the
     parameters and the state untouched, as the loop's skipped step does; capturable on CUDA; the
     learning rate a device tensor, written in place by the scheduler. ``options``: weight_decay, ..."""
-    optimizer = optimizer_class(params, lr=torch.tensor(lr, device=device), fused=True,
-                                capturable=device.type == "cuda", **options)
+    optimizer = optimizer_class(
+        params, lr=torch.tensor(lr, device=device), fused=True, capturable=device.type == "cuda", **options
+    )
     optimizer.found_inf = torch.zeros((), device=device)
     return optimizer
 
@@ -60,7 +62,9 @@ def guarded_step(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None
     optimizer.zero_grad(set_to_none=True)
 
 
-def update(model: torch.nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float) -> torch.Tensor:
+def update(
+    model: torch.nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float
+) -> torch.Tensor:
     """θ's real update: backward, clip (``grad_clip`` 0: no clipping), step unless the loss or the
     gradient norm is not finite; returns that finiteness (0-dim bool, on the device)."""
     loss.backward()
@@ -70,8 +74,14 @@ def update(model: torch.nn.Module, loss: torch.Tensor, optimizer: torch.optim.Op
     return finite
 
 
-def ce_step(model: torch.nn.Module, loss_fn, optimizer: torch.optim.Optimizer, *, grad_clip: float = 1.0,
-            precision: str = "fp32") -> StepFn:
+def ce_step(
+    model: torch.nn.Module,
+    loss_fn,
+    optimizer: torch.optim.Optimizer,
+    *,
+    grad_clip: float = 1.0,
+    precision: str = "fp32",
+) -> StepFn:
     """The baselines' step as a function of one batch (device tensors, labels included);
     returns (loss, flags (1,) bool: the step was finite)."""
     device = next(model.parameters()).device
@@ -86,11 +96,22 @@ def ce_step(model: torch.nn.Module, loss_fn, optimizer: torch.optim.Optimizer, *
     return step
 
 
-def hamr_step(model: torch.nn.Module, weight_net: WeightNet, weight_optimizer: torch.optim.Optimizer,
-              optimizer: torch.optim.Optimizer, *, example_loss, meta_loss, inner_lr: float,
-              clip: tuple[float, float], grad_clip: float = 1.0, precision: str = "fp32",
-              scope: set[str] | None = None, weighted_update: bool = True,
-              meta_step_fn: Callable = meta_step) -> StepFn:
+def hamr_step(
+    model: torch.nn.Module,
+    weight_net: WeightNet,
+    weight_optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer,
+    *,
+    example_loss,
+    meta_loss,
+    inner_lr: float,
+    clip: tuple[float, float],
+    grad_clip: float = 1.0,
+    precision: str = "fp32",
+    scope: set[str] | None = None,
+    weighted_update: bool = True,
+    meta_step_fn: Callable = meta_step,
+) -> StepFn:
     """HAMR's step as a function of (batch, meta batch): the meta step on f_θ (``meta_step_fn``),
     f_θ's update, the post-meta weights and the real update; or of (batch) alone, between meta steps
     (``hamr.meta.every`` > 1): one forward and the weights of the current f_θ. Returns (loss, flags
@@ -104,9 +125,19 @@ def hamr_step(model: torch.nn.Module, weight_net: WeightNet, weight_optimizer: t
         labels = batch["labels"]
         if meta_batch is not None:
             with autocast(device, precision, cache_enabled=False):
-                result = meta_step_fn(model, weight_net, model_inputs(batch), labels, model_inputs(meta_batch),
-                                      meta_batch["labels"], example_loss=example_loss, meta_loss=meta_loss,
-                                      inner_lr=inner_lr, clip=clip, scope=scope)
+                result = meta_step_fn(
+                    model,
+                    weight_net,
+                    model_inputs(batch),
+                    labels,
+                    model_inputs(meta_batch),
+                    meta_batch["labels"],
+                    example_loss=example_loss,
+                    meta_loss=meta_loss,
+                    inner_lr=inner_lr,
+                    clip=clip,
+                    scope=scope,
+                )
             meta_finite, meta_value = result.finite(), result.meta_loss
             for parameter, grad in zip(weight_net.parameters(), result.weight_net_grads):
                 parameter.grad = grad

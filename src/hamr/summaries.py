@@ -25,12 +25,21 @@ def summary_rows(results_dir: Path) -> pd.DataFrame:
     rows = []
     for m in runs.metrics:
         rarest = sorted(m["train_class_counts"], key=lambda c: (m["train_class_counts"][c], c))[:3]
-        row = {"dataset": m["dataset"], "method": m["method"], "seed": m["seed"], "n_train": m["n_train"],
-               "dev_macro_f1": m["dev_macro_f1"], "test_macro_f1": m["test_macro_f1"],
-               "test_micro_f1": m["test"]["micro_f1"], "selected_epoch": m["selected_epoch"],
-               "s_per_epoch": sum(h["epoch_seconds"] for h in m["history"]) / len(m["history"]),
-               "epoch_seconds": [h["epoch_seconds"] for h in m["history"]],
-               "train_ex_per_s": m["train_examples_per_second"], "device": m["device"], "commit": m["git_commit"]}
+        row = {
+            "dataset": m["dataset"],
+            "method": m["method"],
+            "seed": m["seed"],
+            "n_train": m["n_train"],
+            "dev_macro_f1": m["dev_macro_f1"],
+            "test_macro_f1": m["test_macro_f1"],
+            "test_micro_f1": m["test"]["micro_f1"],
+            "selected_epoch": m["selected_epoch"],
+            "s_per_epoch": sum(h["epoch_seconds"] for h in m["history"]) / len(m["history"]),
+            "epoch_seconds": [h["epoch_seconds"] for h in m["history"]],
+            "train_ex_per_s": m["train_examples_per_second"],
+            "device": m["device"],
+            "commit": m["git_commit"],
+        }
         for rank, c in enumerate(rarest, start=1):
             row[f"rare{rank}"] = f"{c} ({m['train_class_counts'][c]})"
             row[f"rare{rank}_f1"] = m["test"]["per_class_f1"].get(c, 0.0)
@@ -45,10 +54,14 @@ def to_markdown(runs: pd.DataFrame) -> str:
     lines = []
     for dataset, group in runs.groupby("dataset"):
         rare = [group[f"rare{i}"].iloc[0] for i in (1, 2, 3)]
-        lines += [f"### {dataset}", "",
-                  "| method | seeds | train examples | dev Macro-F1 | test Macro-F1 | test micro-F1 | "
-                  + " | ".join(f"F1 {r}" for r in rare) + " | selected epoch | s/epoch | train ex/s |",
-                  "|" + "---|" * (9 + len(rare))]
+        lines += [
+            f"### {dataset}",
+            "",
+            "| method | seeds | train examples | dev Macro-F1 | test Macro-F1 | test micro-F1 | "
+            + " | ".join(f"F1 {r}" for r in rare)
+            + " | selected epoch | s/epoch | train ex/s |",
+            "|" + "---|" * (9 + len(rare)),
+        ]
         # Every loss baseline does the same encoder work per epoch, so the median over all their
         # epochs is a reference that a few epochs slowed by other load on the machine do not move.
         baseline_epochs = [s for runs in group[group.method.isin(BASELINES)].epoch_seconds for s in runs]
@@ -56,11 +69,13 @@ def to_markdown(runs: pd.DataFrame) -> str:
         for method, g in group.groupby("method", sort=False):
             epoch_s = g.s_per_epoch.mean()
             ratio = f" ({epoch_s / reference:.2f}×)" if reference and method not in BASELINES else ""
-            lines.append(f"| {method} | {len(g)} | {int(g.n_train.mean())} | {100 * g.dev_macro_f1.mean():.1f} | "
-                         f"**{100 * g.test_macro_f1.mean():.1f}** | {100 * g.test_micro_f1.mean():.1f} | "
-                         + " | ".join(f"{100 * g[f'rare{i}_f1'].mean():.1f}" for i in (1, 2, 3))
-                         + f" | {g.selected_epoch.iloc[0] if len(g) == 1 else '-'} | {epoch_s:.0f}{ratio} | "
-                           f"{g.train_ex_per_s.mean():.1f} |")
+            lines.append(
+                f"| {method} | {len(g)} | {int(g.n_train.mean())} | {100 * g.dev_macro_f1.mean():.1f} | "
+                f"**{100 * g.test_macro_f1.mean():.1f}** | {100 * g.test_micro_f1.mean():.1f} | "
+                + " | ".join(f"{100 * g[f'rare{i}_f1'].mean():.1f}" for i in (1, 2, 3))
+                + f" | {g.selected_epoch.iloc[0] if len(g) == 1 else '-'} | {epoch_s:.0f}{ratio} | "
+                f"{g.train_ex_per_s.mean():.1f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -74,17 +89,38 @@ def main() -> None:
     runs = summary_rows(args.results_dir)
     if runs.empty:
         raise SystemExit(f"error: no runs/*/*/*/metrics.json under {args.results_dir}")
-    order = {m: i for i, m in enumerate(["ce", "focal", "dice", "icf", "hamr_full", "hamr_no_resampling",
-                                         "hamr_no_meta_weight", "hamr_no_neighbor_boost"])}
+    order = {
+        m: i
+        for i, m in enumerate(
+            [
+                "ce",
+                "focal",
+                "dice",
+                "icf",
+                "hamr_full",
+                "hamr_no_resampling",
+                "hamr_no_meta_weight",
+                "hamr_no_neighbor_boost",
+            ]
+        )
+    }
     runs = runs.sort_values(["dataset", "method"], key=lambda s: s.map(order).fillna(99) if s.name == "method" else s)
-    header = ["# Run summary", "",
-              f"Made by `python scripts/summarize_runs.py {args.results_dir} --out {args.out}` on "
-              f"{time.strftime('%Y-%m-%d')} ({platform.machine()}, {platform.processor() or 'CPU'}, "
-              f"devices: {', '.join(sorted(runs.device.unique()))}; commits: {', '.join(sorted(runs.commit.astype(str).unique()))}).",
-              "", "Runs made by:", "", *[f"    {c}" for c in args.command], "",
-              "Macro-F1 in %, mean over seeds. Rare classes: the three rarest of the training split "
-              "(training count in brackets), test F1. s/epoch: training time per epoch on this machine; "
-              "(n×): relative to the median over every epoch of the loss baselines, which do the same encoder work.", ""]
+    header = [
+        "# Run summary",
+        "",
+        f"Made by `python scripts/summarize_runs.py {args.results_dir} --out {args.out}` on "
+        f"{time.strftime('%Y-%m-%d')} ({platform.machine()}, {platform.processor() or 'CPU'}, "
+        f"devices: {', '.join(sorted(runs.device.unique()))}; "
+        f"commits: {', '.join(sorted(runs.commit.astype(str).unique()))}).",
+        "",
+        "Runs made by:",
+        "",
+        *[f"    {c}" for c in args.command],
+        "",
+        "Macro-F1 in %, mean over seeds. Rare classes: the three rarest of the training split "
+        "(training count in brackets), test F1. s/epoch: training time per epoch on this machine; "
+        "(n×): relative to the median over every epoch of the loss baselines, which do the same encoder work.",
+        "",
+    ]
     args.out.write_text("\n".join(header) + to_markdown(runs) + "\n")
     print(args.out.read_text())
-

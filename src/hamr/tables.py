@@ -42,17 +42,26 @@ from hamr.significance import item_counts, paired_bootstrap
 BASELINES = list(paper.BASELINES)
 HAMRS = ["hamr_authors", "hamr"]  # hamr=authors (the authors' per-step values), hamr=default
 MAIN_METHODS = [*BASELINES, *(f"{h}_full" for h in HAMRS)]
-ABLATION_NAMES = {"full": "full", "no_resampling": "w/o resampling", "no_meta_weight": "w/o meta-weight",
-                  "no_neighbor_boost": "w/o neighbourhood boost"}
+ABLATION_NAMES = {
+    "full": "full",
+    "no_resampling": "w/o resampling",
+    "no_meta_weight": "w/o meta-weight",
+    "no_neighbor_boost": "w/o neighbourhood boost",
+}
 ABLATIONS = [f"{h}_{a}" for h in HAMRS for a in ABLATION_NAMES]
 ABLATION_DATASETS = list(paper.ABLATION_DATASETS)
 HAMR_NAMES = {"hamr": "HAMR", "hamr_authors": "HAMR (authors' per-step values)"}
 HAMR_LOSSES = ["focal", "dice", "icf"]  # HAMR over another loss: method=hamr baseline_loss=<loss>
 HAMR_OVER_LOSS = [f"hamr-{loss}_full" for loss in HAMR_LOSSES]
-NAMES = {"ce": "CE", "focal": "Focal", "dice": "Dice", "icf": "ICF",
-         **{f"{h}_full": HAMR_NAMES[h] for h in HAMRS},
-         **{f"hamr-{loss}_full": f"HAMR + {name}" for loss, name in (("focal", "Focal"), ("dice", "Dice"), ("icf", "ICF"))},
-         **{f"{h}_{a}": f"{HAMR_NAMES[h]} {name}" for h in HAMRS for a, name in ABLATION_NAMES.items() if a != "full"}}
+NAMES = {
+    "ce": "CE",
+    "focal": "Focal",
+    "dice": "Dice",
+    "icf": "ICF",
+    **{f"{h}_full": HAMR_NAMES[h] for h in HAMRS},
+    **{f"hamr-{loss}_full": f"HAMR + {name}" for loss, name in (("focal", "Focal"), ("dice", "Dice"), ("icf", "ICF"))},
+    **{f"{h}_{a}": f"{HAMR_NAMES[h]} {name}" for h in HAMRS for a, name in ABLATION_NAMES.items() if a != "full"},
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,9 +83,16 @@ def cell(runs: pd.DataFrame, failed: pd.DataFrame, dataset: str, method: str) ->
     if len(sel) == 0:
         return {"status": "failed" if n_failed else "missing", "n": 0, "failed": n_failed}
     kept = sel[~sel.collapsed.astype(bool)]
-    return {"status": "ok", "n": len(sel), "failed": n_failed, "mean": 100 * sel.test.mean(),
-            "std": 100 * sel.test.std(ddof=1) if len(sel) > 1 else float("nan"), "dev": 100 * sel.dev.mean(),
-            "collapsed": len(sel) - len(kept), "kept_mean": 100 * kept.test.mean() if len(kept) else float("nan")}
+    return {
+        "status": "ok",
+        "n": len(sel),
+        "failed": n_failed,
+        "mean": 100 * sel.test.mean(),
+        "std": 100 * sel.test.std(ddof=1) if len(sel) > 1 else float("nan"),
+        "dev": 100 * sel.dev.mean(),
+        "collapsed": len(sel) - len(kept),
+        "kept_mean": 100 * kept.test.mean() if len(kept) else float("nan"),
+    }
 
 
 def fmt(c: dict, bold: bool = False, tex: bool = False) -> str:
@@ -104,14 +120,20 @@ def run_counts(row) -> tuple[np.ndarray, list[str]]:
 
 
 def significance(runs: pd.DataFrame, dataset: str, method: str, baseline: str, resamples: int) -> dict | None:
+    """Paired bootstrap of ``method`` against ``baseline`` over the seeds both have and neither
+    collapsed on (a collapsed seed is counted in its cell, not compared); ``collapsed_seeds`` lists
+    the seeds left out for that."""
     a = runs[(runs.dataset == dataset) & (runs.method == method)].set_index("seed")
     b = runs[(runs.dataset == dataset) & (runs.method == baseline)].set_index("seed")
-    seeds = sorted(set(a.index) & set(b.index))
+    shared = sorted(set(a.index) & set(b.index))
+    collapsed_seeds = [s for s in shared if a.collapsed[s] or b.collapsed[s]]
+    seeds = [s for s in shared if s not in collapsed_seeds]
     if not seeds or "label_names" not in a.iloc[0].metrics:
         return None
-    result = paired_bootstrap([run_counts(a.loc[s])[0] for s in seeds], [run_counts(b.loc[s])[0] for s in seeds],
-                              n_resamples=resamples)
-    return {**result, "seeds": seeds}
+    result = paired_bootstrap(
+        [run_counts(a.loc[s])[0] for s in seeds], [run_counts(b.loc[s])[0] for s in seeds], n_resamples=resamples
+    )
+    return {**result, "seeds": seeds, "collapsed_seeds": collapsed_seeds}
 
 
 def fmt_p(p_value: float, resamples: int) -> str:
@@ -130,9 +152,11 @@ def best_baseline(runs: pd.DataFrame, dataset: str, candidates: list[str] = BASE
     return sel.groupby("method").dev.mean().idxmax()  # chosen on dev, like every choice here
 
 
-GAIN_COLUMNS = {"hamr": ("HAMR - best baseline", "95% CI", "p"),
-                "hamr+loss": ("HAMR + loss - best baseline", "HAMR + loss 95% CI", "HAMR + loss p"),
-                "hamr_authors": ("authors' - best baseline", "authors' 95% CI", "authors' p")}
+GAIN_COLUMNS = {
+    "hamr": ("HAMR - best baseline", "95% CI", "p"),
+    "hamr+loss": ("HAMR + loss - best baseline", "HAMR + loss 95% CI", "HAMR + loss p"),
+    "hamr_authors": ("authors' - best baseline", "authors' 95% CI", "authors' p"),
+}
 HAMR_PLUS_LOSS = "HAMR + loss (dev)"  # the main table's column: HAMR over the loss chosen on dev
 
 
@@ -150,7 +174,9 @@ def main_table(runs, failed, resamples) -> pd.DataFrame:
         row["_tex"] = {NAMES[m]: fmt(c, bold=(m in best), tex=True) for m, c in cells.items()}
         if over_loss:
             row[HAMR_PLUS_LOSS] = f"{fmt(shown[over_loss], bold=over_loss in best)} ({NAMES[over_loss]})"
-            row["_tex"][HAMR_PLUS_LOSS] = f"{fmt(shown[over_loss], bold=over_loss in best, tex=True)} ({NAMES[over_loss]})"
+            row["_tex"][HAMR_PLUS_LOSS] = (
+                f"{fmt(shown[over_loss], bold=over_loss in best, tex=True)} ({NAMES[over_loss]})"
+            )
         else:
             row[HAMR_PLUS_LOSS] = "missing"
         hamr_paper, base_paper, base_name = paper.MAIN[dataset]
@@ -176,11 +202,15 @@ def ablation_table(runs, failed, resamples) -> pd.DataFrame:
     the paired bootstrap's p (the seeds both have), and the paper's number."""
     rows = []
     for method in ABLATIONS:
-        hamr, ablation = next((h, method[len(h) + 1:]) for h in sorted(HAMRS, key=len, reverse=True)
-                              if method.startswith(f"{h}_"))
+        hamr, ablation = next(
+            (h, method[len(h) + 1 :]) for h in sorted(HAMRS, key=len, reverse=True) if method.startswith(f"{h}_")
+        )
         full = f"{hamr}_full"
-        row = {"configuration": NAMES[method] if method != full else f"{HAMR_NAMES[hamr]} (full)", "_tex": {},
-               "_tests": {}}
+        row = {
+            "configuration": NAMES[method] if method != full else f"{HAMR_NAMES[hamr]} (full)",
+            "_tex": {},
+            "_tests": {},
+        }
         for dataset in ABLATION_DATASETS:
             name = paper.DISPLAY[dataset]
             c = cell(runs, failed, dataset, method)
@@ -210,11 +240,17 @@ def minority_table(runs) -> pd.DataFrame:
         baseline = best_baseline(runs, dataset)
         for c in rarest:
             row = {"dataset": paper.DISPLAY[dataset], "class": c, "train count": counts[c]}
-            for label, method in (("CE", "ce"), ("best baseline", baseline),
-                                  *((HAMR_NAMES[h], f"{h}_full") for h in HAMRS)):
+            for label, method in (
+                ("CE", "ce"),
+                ("best baseline", baseline),
+                *((HAMR_NAMES[h], f"{h}_full") for h in HAMRS),
+            ):
                 m = sel[sel.method == method]
-                row[label] = (f"{100 * np.mean([r['test']['per_class_f1'].get(c, 0.0) for r in m.metrics]):.1f}"
-                              if len(m) else "missing")
+                row[label] = (
+                    f"{100 * np.mean([r['test']['per_class_f1'].get(c, 0.0) for r in m.metrics]):.1f}"
+                    if len(m)
+                    else "missing"
+                )
             row["best baseline is"] = NAMES.get(baseline, "missing")
             rows.append(row)
     return pd.DataFrame(rows)
@@ -272,8 +308,12 @@ def steps_note(runs: pd.DataFrame) -> str:
             parts.append(f"{paper.DISPLAY[dataset]} {counts.iloc[0]}")
         else:
             by_count = counts.groupby(counts).groups
-            parts.append(f"{paper.DISPLAY[dataset]} UNEQUAL: " + "; ".join(
-                f"{steps} ({', '.join(NAMES.get(m, m) for m in methods)})" for steps, methods in by_count.items()))
+            parts.append(
+                f"{paper.DISPLAY[dataset]} UNEQUAL: "
+                + "; ".join(
+                    f"{steps} ({', '.join(NAMES.get(m, m) for m in methods)})" for steps, methods in by_count.items()
+                )
+            )
     return "optimizer steps per run: " + ", ".join(parts)
 
 
@@ -288,8 +328,9 @@ def write_table(df: pd.DataFrame, stem: Path, title: str, caption: str) -> str:
             for column, value in overrides.items():
                 tex.loc[tex.index[i], column] = value
         tex.columns = [c.replace("%", "\\%").replace("_", "\\_") for c in tex.columns]
-        body = tex.to_latex(index=False, escape=False, caption=caption.replace("%", "\\%").replace("`", ""),
-                            label=f"tab:{stem.name}")
+        body = tex.to_latex(
+            index=False, escape=False, caption=caption.replace("%", "\\%").replace("`", ""), label=f"tab:{stem.name}"
+        )
         atomic_write_bytes(stem.with_suffix(".tex"), body.encode())
     return markdown
 
@@ -307,29 +348,6 @@ def mean_history(histories: list[list[dict]]) -> list[dict]:
     return merged
 
 
-MODULE_PANELS = (  # (title, [(history key, label)]) of the modules_<dataset>.png panels
-    ("post-meta weight spread", [("weight_p10", "p10"), ("weight_p90", "p90")]),
-    ("hardness and sampling spread", [("h_max_over_mean", "h max / mean"),
-                                      ("p_hard_decile_over_median", "p of hardest decile / median")]),
-    ("largest |sample share - data share| over classes", [("max_share_gap", "gap")]),
-    ("Spearman of h with the loss", [("spearman_h_loss", "rho")]),
-)
-
-
-def figure_data(runs: pd.DataFrame) -> dict:
-    """The numbers behind the figures: test F1 per class (mean over seeds) of every method, and the
-    per-epoch history (mean over seeds, :func:`mean_history`) of every HAMR variant."""
-    data = {"per_class_f1": {}, "histories": {}}
-    for (dataset, method), sel in runs.groupby(["dataset", "method"]):
-        classes = sel.iloc[0].metrics["test"]["per_class_f1"]
-        data["per_class_f1"].setdefault(dataset, {})[method] = {
-            c: float(np.mean([r["test"]["per_class_f1"].get(c, 0.0) for r in sel.metrics])) for c in classes}
-        if method in (f"{h}_full" for h in HAMRS):
-            histories = [[with_share_gap(row) for row in m["history"]] for m in sel.metrics]
-            data["histories"].setdefault(method, {})[dataset] = mean_history(histories)
-    return data
-
-
 def with_share_gap(row: dict) -> dict:
     """The row with ``max_share_gap`` (largest |sample share - data share| over classes), derived
     from its shares where the run predates that key."""
@@ -339,119 +357,20 @@ def with_share_gap(row: dict) -> dict:
     return {**row, "max_share_gap": max(abs(row[f"sample_share/{c}"] - row[f"data_share/{c}"]) for c in classes)}
 
 
-def figures(runs: pd.DataFrame, folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    datasets = [d for d in paper.DATASETS if len(runs) and (runs.dataset == d).any()]
-    written = []
-    if not datasets:
-        return written
-    data = figure_data(runs)
-    atomic_write_bytes(folder / "figure_data.json", json.dumps(data, indent=1).encode())
-    written.append(folder / "figure_data.json")
-    histories = data["histories"]
-    variants = [f"{h}_full" for h in HAMRS if f"{h}_full" in histories]
-
-    def grid(title, rows=None, columns=1, size=(9, 2.8)):
-        rows = rows or len(datasets)
-        fig, axes = plt.subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows), squeeze=False)
-        fig.suptitle(title)
-        return fig, axes
-
-    def save(fig, name):
-        fig.tight_layout()
-        path = folder / name
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-
-    fig, axes = grid("Test F1 per class (mean over seeds): the best baseline (chosen on dev) and HAMR")
-    for ax, dataset in zip(axes[:, 0], datasets):
-        sel, baseline = runs[runs.dataset == dataset], best_baseline(runs, dataset)
-        counts = sel.iloc[0].metrics["train_class_counts"]
-        classes = sorted(counts, key=lambda c: -counts[c])
-        shown = [m for m in (baseline, *(f"{h}_full" for h in HAMRS)) if m in data["per_class_f1"][dataset]]
-        for i, method in enumerate(shown):
-            f1 = data["per_class_f1"][dataset][method]
-            ax.bar(np.arange(len(classes)) + (i - (len(shown) - 1) / 2) * 0.8 / len(shown),
-                   [f1.get(c, 0.0) for c in classes], width=0.8 / len(shown), label=NAMES.get(method, method))
-        ax.set_xticks(np.arange(len(classes)), [f"{c[:18]} ({counts[c]})" for c in classes], rotation=30, ha="right",
-                      fontsize=7)
-        ax.set_title(paper.DISPLAY[dataset], fontsize=9)
-        ax.set_ylabel("F1")
-        ax.legend(fontsize=7)
-    save(fig, "per_class_f1.png")
-    if not variants:
-        return written
-
-    hamr_datasets = [d for d in datasets if any(d in histories[v] for v in variants)]
-    fig, axes = grid("Learned loss -> weight curve f_θ(z) after each epoch (mean over seeds)", rows=len(variants),
-                     columns=len(hamr_datasets), size=(3, 3))
-    for row, variant in enumerate(variants):
-        for ax, dataset in zip(axes[row], hamr_datasets):
-            history = histories[variant].get(dataset)
-            if not history:
-                ax.set_axis_off()
-                continue
-            keys = sorted((k for k in history[0] if k.startswith("weight_curve/z=")), key=lambda k: float(k.split("=")[1]))
-            z = [float(k.split("=")[1]) for k in keys]
-            for epoch_row in history:
-                ax.plot(z, [epoch_row[k] for k in keys], marker=".", label=f"epoch {epoch_row['epoch']}")
-            ax.set_title(f"{NAMES[variant]}\n{paper.DISPLAY[dataset]} ({history[0]['n_seeds']} seeds)", fontsize=8)
-            ax.set_xlabel("batch z-score of the loss")
-            ax.legend(fontsize=6)
-    save(fig, "weight_curve.png")
-
-    fig, axes = grid("Share of each class among the examples sampled in the last epoch vs its share of the data "
-                     "(mean over seeds)", rows=len(hamr_datasets))
-    for ax, dataset in zip(axes[:, 0], hamr_datasets):
-        first = next(histories[v][dataset] for v in variants if dataset in histories[v])[0]
-        classes = sorted((k.split("/", 1)[1] for k in first if k.startswith("data_share/")),
-                         key=lambda c: -first[f"data_share/{c}"])
-        x = np.arange(len(classes))
-        ax.bar(x, [first[f"data_share/{c}"] for c in classes], color="lightgray", label="data")
-        for variant in variants:
-            if dataset in histories[variant]:
-                last = histories[variant][dataset][-1]
-                ax.plot(x, [last[f"sample_share/{c}"] for c in classes], marker="o", linestyle="",
-                        label=f"{NAMES[variant]}, epoch {last['epoch']}")
-        ax.set_xticks(x, [c[:18] for c in classes], rotation=30, ha="right", fontsize=7)
-        ax.set_title(paper.DISPLAY[dataset], fontsize=9)
-        ax.legend(fontsize=6)
-    save(fig, "sampling_share.png")
-
-    for dataset in hamr_datasets:
-        fig, axes = grid(f"{paper.DISPLAY[dataset]}: did HAMR's modules move? (per epoch, mean over seeds)",
-                         rows=1, columns=len(MODULE_PANELS), size=(3.2, 3))
-        for ax, (title, keys) in zip(axes[0], MODULE_PANELS):
-            for variant in variants:
-                history = histories[variant].get(dataset, [])
-                for key, label in keys:
-                    if history and key in history[0]:
-                        ax.plot([r["epoch"] for r in history], [r.get(key, np.nan) for r in history], marker="o",
-                                label=f"{HAMR_NAMES[variant[:-len('_full')]]}: {label}")
-            ax.set_title(title, fontsize=8)
-            ax.set_xlabel("epoch")
-            if ax.lines:
-                ax.legend(fontsize=5)
-            else:  # runs from before this diagnostic was logged
-                ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
-        save(fig, f"modules_{dataset}.png")
-    return written
-
-
 def log_to_wandb(profile: str, tables: dict[str, pd.DataFrame], images: list[Path], out: Path) -> None:
     """One W&B summary run holding the tables and figures; a failure is a warning only."""
     try:
         import wandb
 
-        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "hamr"), group=f"table_{profile}",
-                         name=f"tables-{profile}", job_type="summary", dir=os.environ.get("WANDB_DIR", "outputs"),
-                         mode=os.environ.get("WANDB_MODE", "offline"), reinit="finish_previous")
+        run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "hamr"),
+            group=f"table_{profile}",
+            name=f"tables-{profile}",
+            job_type="summary",
+            dir=os.environ.get("WANDB_DIR", "outputs"),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            reinit="finish_previous",
+        )
         for name, df in tables.items():
             public = df[[c for c in df.columns if not c.startswith("_")]].astype(str)
             run.log({f"table/{name}": wandb.Table(dataframe=public)})
@@ -471,55 +390,98 @@ def main(argv=None) -> int:
     train_caps = sorted({str(m["config"]["dataset"]["max_train_examples"]) for m in runs.metrics}) if len(runs) else []
     trainer = runs.iloc[0].metrics["config"]["trainer"] if len(runs) else {}
     lrs = sorted({m["config"]["trainer"]["lr"] for m in runs.metrics}) if len(runs) else []
-    setting = (f"profile `{args.profile}`: {model}, at most {', '.join(train_caps)} training examples (stratified), "
-               f"{trainer.get('epochs')} epochs, max length {trainer.get('max_length')}, batch {trainer.get('batch_size')}, "
-               f"lr {', '.join(map(str, lrs))}, test scored with the best-dev epoch; {steps_note(runs)}; "
-               + ("full dev and test splits" if all(m["config"]["dataset"]["max_eval_examples"] is None for m in runs.metrics)
-                  else "dev and test capped (smoke only: not comparable to anything)"))
+    setting = (
+        f"profile `{args.profile}`: {model}, at most {', '.join(train_caps)} training examples (stratified), "
+        f"{trainer.get('epochs')} epochs, max length {trainer.get('max_length')}, batch {trainer.get('batch_size')}, "
+        f"lr {', '.join(map(str, lrs))}, test scored with the best-dev epoch; {steps_note(runs)}; "
+        + (
+            "full dev and test splits"
+            if all(m["config"]["dataset"]["max_eval_examples"] is None for m in runs.metrics)
+            else "dev and test capped (smoke only: not comparable to anything)"
+        )
+    )
     main_df = main_table(runs, failed, args.resamples)
-    caption = (f"Test Macro-F1 (x100), mean ± std over seeds; {setting}. Bold: best per dataset. "
-               "Paper numbers: BERT-based encoders, full data (docs/method.md section 5). A collapsed seed (more than half "
-               "of the classes at dev F1 0 in its dev-chosen epoch) is counted in its cell, which also gives the mean "
-               "without it. Best baseline: best mean dev Macro-F1 over the seeds that did not collapse; 95% CI and two-sided p from a paired bootstrap over test items ({args.resamples} resamples, "
-               "per seed, pooled as the mean over seeds).")
+    caption = (
+        f"Test Macro-F1 (x100), mean ± std over seeds; {setting}. Bold: best per dataset. "
+        "Paper numbers: BERT-based encoders, full data (docs/method.md section 5). A collapsed seed (more than half "
+        "of the classes at dev F1 0 in its dev-chosen epoch) is counted in its cell, which also gives the mean "
+        "without it. Best baseline: best mean dev Macro-F1 over the seeds that did not collapse; the gain, 95% CI and "
+        f"two-sided p from a paired bootstrap over test items ({args.resamples} resamples, "
+        "per seed, pooled as the mean over seeds) over the seeds where neither run collapsed."
+    )
     text = write_table(main_df, args.out / "main", "Main results", caption)
     ablation_df = ablation_table(runs, failed, args.resamples)
-    text += "\n" + write_table(ablation_df, args.out / "ablation", "Ablations", "Test Macro-F1 (x100), mean ± std "
-                               f"over seeds; {setting}. '- full (p)': difference from full HAMR and the two-sided p "
-                               f"of a paired bootstrap over test items ({args.resamples} resamples, per seed, pooled). "
-                               "Paper numbers from a secondary summary (unverified).")
+    text += "\n" + write_table(
+        ablation_df,
+        args.out / "ablation",
+        "Ablations",
+        "Test Macro-F1 (x100), mean ± std "
+        f"over seeds; {setting}. '- full (p)': difference from full HAMR and the two-sided p "
+        f"of a paired bootstrap over test items ({args.resamples} resamples, per seed, pooled). "
+        "Paper numbers from a secondary summary (unverified).",
+    )
     minority_df = minority_table(runs)
     if len(minority_df):
-        text += "\n" + write_table(minority_df, args.out / "minority", "Rarest classes", "Test F1 (x100, mean over "
-                                   "seeds) of each dataset's three rarest training classes.")
+        text += "\n" + write_table(
+            minority_df,
+            args.out / "minority",
+            "Rarest classes",
+            "Test F1 (x100, mean over seeds) of each dataset's three rarest training classes.",
+        )
     seeds_df = seeds_table(runs, failed)
     if len(seeds_df):
-        text += "\n" + write_table(seeds_df, args.out / "seeds", "Every seed", "Test Macro-F1 (x100) of each run, "
-                                   "with the dev Macro-F1 of its selected epoch in brackets: the spread behind each "
-                                   "mean ± std; a seed far below the others is a run that did not learn.")
+        text += "\n" + write_table(
+            seeds_df,
+            args.out / "seeds",
+            "Every seed",
+            "Test Macro-F1 (x100) of each run, "
+            "with the dev Macro-F1 of its selected epoch in brackets: the spread behind each "
+            "mean ± std; a seed far below the others is a run that did not learn.",
+        )
     modules_df = modules_table(runs)
     if len(modules_df):
-        text += "\n" + write_table(modules_df, args.out / "modules", "Did HAMR's modules move?", "Last epoch, mean over "
-                                   "seeds: post-meta weights (p10, p90), the weight network's curve f at batch z-scores "
-                                   "-3, 0, +3, the hardness spread (max / mean of h), the sampling probability of the "
-                                   "hardest decile over the median's, the largest |sample share - data share| over "
-                                   "classes, and the Spearman correlation of h with the loss (hard means hard when > 0). "
-                                   "Unmoved: weights near 1, h max/mean near 1, share gap near 0.")
-    significance_rows = [{"dataset": r["dataset"], "configuration": NAMES[method], "vs": "best baseline (dev)", **test}
-                         for r in main_df.to_dict("records") for method, test in r["_tests"].items()]
-    significance_rows += [{"dataset": paper.DISPLAY[dataset], "configuration": r["configuration"], **test}
-                          for r in ablation_df.to_dict("records") for dataset, test in r["_tests"].items()]
+        text += "\n" + write_table(
+            modules_df,
+            args.out / "modules",
+            "Did HAMR's modules move?",
+            "Last epoch, mean over "
+            "seeds: post-meta weights (p10, p90), the weight network's curve f at batch z-scores "
+            "-3, 0, +3, the hardness spread (max / mean of h), the sampling probability of the "
+            "hardest decile over the median's, the largest |sample share - data share| over "
+            "classes, and the Spearman correlation of h with the loss (hard means hard when > 0). "
+            "Unmoved: weights near 1, h max/mean near 1, share gap near 0.",
+        )
+    significance_rows = [
+        {"dataset": r["dataset"], "configuration": NAMES[method], "vs": "best baseline (dev)", **test}
+        for r in main_df.to_dict("records")
+        for method, test in r["_tests"].items()
+    ]
+    significance_rows += [
+        {"dataset": paper.DISPLAY[dataset], "configuration": r["configuration"], **test}
+        for r in ablation_df.to_dict("records")
+        for dataset, test in r["_tests"].items()
+    ]
     atomic_write_bytes(args.out / "significance.json", json.dumps(significance_rows, indent=2).encode())
+    from hamr.figures import figures
+
     images = figures(runs, args.figures or args.out.parent / "figures")
-    provenance = {"built_at": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": platform.platform(),
-                  "runs": len(runs), "failed": len(failed),
-                  "train_hours": float(sum(m["wall_seconds"] for m in runs.metrics) / 3600) if len(runs) else 0.0}
+    provenance = {
+        "built_at": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": platform.platform(),
+        "runs": len(runs),
+        "failed": len(failed),
+        "train_hours": float(sum(m["wall_seconds"] for m in runs.metrics) / 3600) if len(runs) else 0.0,
+    }
     atomic_write_bytes(args.out / "provenance.json", json.dumps(provenance, indent=2).encode())
     if not args.no_wandb:
-        log_to_wandb(args.profile, {"main": main_df, "ablation": ablation_df, "minority": minority_df}, images, args.out)
+        log_to_wandb(
+            args.profile, {"main": main_df, "ablation": ablation_df, "minority": minority_df}, images, args.out
+        )
     print(text)
-    print(f"{len(runs)} finished runs, {len(failed)} failed; tables in {args.out}, "
-          f"figures: {sum(p.suffix == '.png' for p in images)}")
+    print(
+        f"{len(runs)} finished runs, {len(failed)} failed; tables in {args.out}, "
+        f"figures: {sum(p.suffix == '.png' for p in images)}"
+    )
     return 0
 
 

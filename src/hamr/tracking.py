@@ -33,9 +33,17 @@ class WandbTracker(NullTracker):
             import wandb
 
             os.makedirs(directory, exist_ok=True)
-            self.run = wandb.init(project=cfg.project, entity=cfg.entity, mode=os.environ.get("WANDB_MODE", cfg.mode),
-                                  group=cfg.group, name=name, tags=tags, config=config, dir=directory,
-                                  reinit="finish_previous")
+            self.run = wandb.init(
+                project=cfg.project,
+                entity=cfg.entity,
+                mode=os.environ.get("WANDB_MODE", cfg.mode),
+                group=cfg.group,
+                name=name,
+                tags=tags,
+                config=config,
+                dir=directory,
+                reinit="finish_previous",
+            )
         except Exception as err:  # noqa: BLE001 - tracking must never stop training
             self._warn("wandb.init", err)
 

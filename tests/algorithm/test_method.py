@@ -33,10 +33,21 @@ ABLATIONS = {
 }
 
 
-def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope=None, loss=None, task="cls",
-                **hp_values):
-    hp = HamrConfig(meta_batch_size=4, weight_net_hidden=8, inner_lr=0.5, inner_lr_ratio=None, k=3, hard_ratio=0.25,
-                    gamma=0.5, hardness_half_life=None, meta=meta or MetaConfig(), **hp_values)
+def make_method(
+    ablation: str, model=None, meta: MetaConfig | None = None, scope=None, loss=None, task="cls", **hp_values
+):
+    hp = HamrConfig(
+        meta_batch_size=4,
+        weight_net_hidden=8,
+        inner_lr=0.5,
+        inner_lr_ratio=None,
+        k=3,
+        hard_ratio=0.25,
+        gamma=0.5,
+        hardness_half_life=None,
+        meta=meta or MetaConfig(),
+        **hp_values,
+    )
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(N, 8)).astype(np.float32)
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -47,10 +58,22 @@ def make_method(ablation: str, model=None, meta: MetaConfig | None = None, scope
             yield {**x, "labels": y}
 
     rates = step_rates(hp, trainer_lr=1e-3, steps_per_epoch=4, epochs=1)
-    method = HamrMethod(name=f"hamr_{ablation}", loss=loss or CrossEntropyLoss(), hp=hp, rates=rates,
-                        ablation=ABLATIONS[ablation], task=task, device=torch.device("cpu"), pool=np.arange(N), n_train=N,
-                        meta_batches=endless(meta_batches()), neighbours=knn_graph(embeddings, hp.k),
-                        pool_classes=["a"] * 8 + ["b"] * 4, seed=0, scope=scope)
+    method = HamrMethod(
+        name=f"hamr_{ablation}",
+        loss=loss or CrossEntropyLoss(),
+        hp=hp,
+        rates=rates,
+        ablation=ABLATIONS[ablation],
+        task=task,
+        device=torch.device("cpu"),
+        pool=np.arange(N),
+        n_train=N,
+        meta_batches=endless(meta_batches()),
+        neighbours=knn_graph(embeddings, hp.k),
+        pool_classes=["a"] * 8 + ["b"] * 4,
+        seed=0,
+        scope=scope,
+    )
     method.weight_net.double()
     return method
 
@@ -104,9 +127,20 @@ def test_full_hamr_resamples_weights_and_boosts(model):
     assert changed == [1, 4, 7, 9, 10]  # the batch's examples only (values: test_hardness_updates_...)
     assert loss is not None and grads is not None  # the real update: test_the_real_update_uses_the_weights_...
     assert method.b.max() == 1.0 and diagnostics["b_mean"] > 0
-    assert set(diagnostics) >= {"weight_mean", "weight_p10", "weight_p90", "meta_loss", "weight_curve/z=+0",
-                                "sample_share/a", "data_share/b", "hard_fraction/a", "h_max_over_mean",
-                                "p_hard_decile_over_median", "spearman_h_loss", "max_share_gap"}
+    assert set(diagnostics) >= {
+        "weight_mean",
+        "weight_p10",
+        "weight_p90",
+        "meta_loss",
+        "weight_curve/z=+0",
+        "sample_share/a",
+        "data_share/b",
+        "hard_fraction/a",
+        "h_max_over_mean",
+        "p_hard_decile_over_median",
+        "spearman_h_loss",
+        "max_share_gap",
+    }
     assert not np.allclose(method.probabilities(), 1 / N)
 
 
@@ -172,8 +206,9 @@ def test_hardness_updates_of_an_epoch_apply_in_step_order(model):
 
 def weights_by_hand(net, model, b) -> tuple[torch.Tensor, torch.Tensor]:
     """(weights from ``net`` on the batch's losses, the losses with their graph), written out."""
-    losses = CrossEntropyLoss().element_losses(model(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits,
-                                               b["labels"])
+    losses = CrossEntropyLoss().element_losses(
+        model(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, b["labels"]
+    )
     with torch.no_grad():
         w = reference_weights(net, losses)
     return w, losses
@@ -208,8 +243,9 @@ def test_the_real_update_uses_the_weights_of_f_theta_after_its_meta_step(model, 
     b = train_batch([1, 4, 7, 9, 10])
     x, y = {k: b[k] for k in ("input_ids", "attention_mask")}, b["labels"]
     meta_x, meta_y = batch(4, seed=100)  # the first meta batch make_method's stream yields
-    theta_grads = hand_written_meta_grad(model, start, train=(x, y), meta=(meta_x, meta_y),
-                                         inner_lr=method.rates.inner_lr)
+    theta_grads = hand_written_meta_grad(
+        model, start, train=(x, y), meta=(meta_x, meta_y), inner_lr=method.rates.inner_lr
+    )
     stepped = copy.deepcopy(start)
     lr, decay = method.rates.weight_net_lr, method.hp.weight_net_weight_decay
     with torch.no_grad():  # Adam's first step: m̂ = g, v̂ = g², with the L2 term in g
@@ -301,10 +337,18 @@ def test_spread_diagnostics_on_a_hand_made_example():
     assert np.isnan(spread_diagnostics(np.ones(10), np.full(10, 0.1), loss)["spearman_h_loss"])  # h constant
 
 
-@pytest.mark.parametrize("options", [["hamr.meta_set=balanced"], ["hamr.meta_set=balanced", "hamr.meta_min_train_count=40"],
-                                     ["hamr.meta_set=dev"], ["hamr.meta_set=balanced", "ablation=no_resampling"]])
-def test_no_option_trains_on_a_meta_example_or_outside_the_training_split(options, compose_cfg, data_dir, monkeypatch,
-                                                                         tmp_path):
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["hamr.meta_set=balanced"],
+        ["hamr.meta_set=balanced", "hamr.meta_min_train_count=40"],
+        ["hamr.meta_set=dev"],
+        ["hamr.meta_set=balanced", "ablation=no_resampling"],
+    ],
+)
+def test_no_option_trains_on_a_meta_example_or_outside_the_training_split(
+    options, compose_cfg, data_dir, monkeypatch, tmp_path
+):
     """HamrMethod.from_context on the real Cyclone-Idai slice: the examples moved into the meta set
     never appear in an epoch's order, which only draws training-split indices; ``dev`` moves none."""
     from collections import Counter
@@ -316,15 +360,31 @@ def test_no_option_trains_on_a_meta_example_or_outside_the_training_split(option
     from hamr.models import build_model, load_tokenizer
 
     monkeypatch.setenv("HAMR_DATA_DIR", str(data_dir))
-    cfg = compose_cfg(["debug=smoke", "model=tiny_random", "method=hamr", "dataset.max_train_examples=300",
-                       f"paths.cache_dir={tmp_path}", *options])
+    cfg = compose_cfg(
+        [
+            "debug=smoke",
+            "model=tiny_random",
+            "method=hamr",
+            "dataset.max_train_examples=300",
+            f"paths.cache_dir={tmp_path}",
+            *options,
+        ]
+    )
     settings = validate(cfg)
     data = load_dataset_splits(settings.dataset, seed=1)
     tokenizer = load_tokenizer(settings.model)
     encoded = {s: encode_split(data.split(s), "cls", data.label2id, tokenizer, 32) for s in ("train", "dev", "test")}
     model = build_model(settings.model, "cls", data.label_names)
-    context = RunContext(settings, data, encoded, collator_for("cls", tokenizer), model, CrossEntropyLoss(),
-                         torch.device("cpu"), tmp_path)
+    context = RunContext(
+        settings,
+        data,
+        encoded,
+        collator_for("cls", tokenizer),
+        model,
+        CrossEntropyLoss(),
+        torch.device("cpu"),
+        tmp_path,
+    )
     method = HamrMethod.from_context(context, "hamr_full")
     moved = set(range(len(data.train))) - set(method.pool.tolist())
     generator = torch.Generator().manual_seed(0)
@@ -381,8 +441,12 @@ def every_loss():
 
     icf = InverseClassFrequencyLoss()
     icf.prepare(torch.tensor([30, 10, 5]))
-    return {"ce": CrossEntropyLoss(), "focal": FocalLoss(gamma=2.0), "dice": SelfAdjustingDiceLoss(0.01, 1.0, True),
-            "icf": icf}
+    return {
+        "ce": CrossEntropyLoss(),
+        "focal": FocalLoss(gamma=2.0),
+        "dice": SelfAdjustingDiceLoss(0.01, 1.0, True),
+        "icf": icf,
+    }
 
 
 @pytest.mark.parametrize("name", ["ce", "focal", "dice", "icf"])
@@ -396,8 +460,10 @@ def test_hamr_over_any_loss_weights_that_losss_per_example_values(name):
     signal, optimised = make_method("full", loss=loss).example_loss(logits, labels)
     torch.testing.assert_close(optimised.mean(), loss(logits, labels))
     torch.testing.assert_close(signal, optimised)
-    tokens, tags = torch.randn(4, 5, 3, dtype=torch.float64), torch.tensor(
-        [[0, 1, -100, 2, 0], [1, -100, -100, 0, 0], [2, 2, 2, 2, -100], [0, -100, -100, -100, -100]])
+    tokens, tags = (
+        torch.randn(4, 5, 3, dtype=torch.float64),
+        torch.tensor([[0, 1, -100, 2, 0], [1, -100, -100, 0, 0], [2, 2, 2, 2, -100], [0, -100, -100, -100, -100]]),
+    )
     signal, optimised = make_method("full", loss=loss, task="ner").example_loss(tokens, tags)
     torch.testing.assert_close(optimised.mean(), loss(tokens, tags))
     per_token = loss.element_losses(tokens, tags).masked_fill(tags == -100, float("-inf"))

@@ -136,8 +136,9 @@ def test_sampling_probabilities_formula_and_monotonicity():
     boosted = sampling_probabilities(h, b, tau=0.7, lambda_=2.0, epsilon=1e-6)
     assert boosted[1] > p[1]  # larger lambda moves mass to neighbours of hard examples
     # epsilon keeps an example of hardness 0 drawable: (0 + 0.5) : (1 + 0.5)
-    assert sampling_probabilities(np.array([0.0, 1.0]), np.zeros(2), tau=1.0, lambda_=0.0,
-                                  epsilon=0.5).tolist() == pytest.approx([0.25, 0.75])
+    assert sampling_probabilities(
+        np.array([0.0, 1.0]), np.zeros(2), tau=1.0, lambda_=0.0, epsilon=0.5
+    ).tolist() == pytest.approx([0.25, 0.75])
 
 
 def test_draws_follow_the_probabilities():
@@ -159,7 +160,10 @@ class FakeGpuFaiss:
 
         self._faiss, self.gpus, self.moved = faiss, gpus, []
         self.IndexFlatIP, self.IndexHNSWFlat, self.METRIC_INNER_PRODUCT = (
-            faiss.IndexFlatIP, faiss.IndexHNSWFlat, faiss.METRIC_INNER_PRODUCT)
+            faiss.IndexFlatIP,
+            faiss.IndexHNSWFlat,
+            faiss.METRIC_INNER_PRODUCT,
+        )
         self.StandardGpuResources = object
 
     def get_num_gpus(self) -> int:

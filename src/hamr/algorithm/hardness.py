@@ -36,8 +36,7 @@ def update_per_example(h: np.ndarray, index: np.ndarray, values: np.ndarray, gam
     return h
 
 
-def update_global_decay(h: np.ndarray, index: np.ndarray, values: np.ndarray, gamma: float,
-                        floor: float) -> np.ndarray:
+def update_global_decay(h: np.ndarray, index: np.ndarray, values: np.ndarray, gamma: float, floor: float) -> np.ndarray:
     """The authors' code: every score decays by γ each step, the batch's examples add
     (1 - γ) v_i, ``floor`` is added to every score (their classification trainer 1e-6, NER 1e-4),
     and the vector is renormalised to sum 1. With N examples the floor mixes N·floor of uniform

@@ -17,8 +17,9 @@ def example_classes(target, task: str) -> list[str]:
     return [target] if task == "cls" else entity_types(target)
 
 
-def balanced_meta_indices(train_targets: list, dev_targets: list, task: str, seed: int,
-                          max_share: float = 0.5, min_train_count: int = 0) -> tuple[list[int], dict, dict]:
+def balanced_meta_indices(
+    train_targets: list, dev_targets: list, task: str, seed: int, max_share: float = 0.5, min_train_count: int = 0
+) -> tuple[list[int], dict, dict]:
     """Training examples to move into the meta set: the dev split plus these reaches, for every
     class, the median class count of dev (NER: entity spans), taking at most ``max_share`` of a
     class's training examples (a rare class keeps most of its training data) and none of a class
@@ -45,6 +46,12 @@ def balanced_meta_indices(train_targets: list, dev_targets: list, task: str, see
             taken += 1
             counts.update(example_classes(train_targets[i], task))
         if counts[c] < target:
-            log.warning("meta set: class %r reaches %d of the target %.0f (%d of its %d training examples are "
-                        "moved)", c, counts[c], target, taken, len(holders[c]))
+            log.warning(
+                "meta set: class %r reaches %d of the target %.0f (%d of its %d training examples are moved)",
+                c,
+                counts[c],
+                target,
+                taken,
+                len(holders[c]),
+            )
     return sorted(moved), dict(dev_counts), dict(counts)

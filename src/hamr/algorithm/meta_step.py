@@ -28,8 +28,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights
 
 # every SDPA kernel, fused ones first: what the meta forward may use with fused_meta_forward
-ANY_ATTENTION_KERNEL = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
-                        SDPBackend.MATH]
+ANY_ATTENTION_KERNEL = [
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.MATH,
+]
 # (logits, labels) -> (hardness signal (B,), optimised per-example loss (B,))
 ExampleLossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -46,14 +50,26 @@ class MetaStepResult:
     def finite(self) -> torch.Tensor:
         """0-dim bool on the device: the meta loss and every θ-gradient are finite (else the
         caller leaves f_θ as it is for this step)."""
-        return torch.isfinite(self.meta_loss) & torch.stack([torch.isfinite(g).all() for g in self.weight_net_grads]).all()
+        return (
+            torch.isfinite(self.meta_loss) & torch.stack([torch.isfinite(g).all() for g in self.weight_net_grads]).all()
+        )
 
 
-def meta_step(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict, train_labels: torch.Tensor,
-              meta_inputs: dict, meta_labels: torch.Tensor, *, example_loss: ExampleLossFn,
-              meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inner_lr: float,
-              clip: tuple[float, float], scope: set[str] | None = None,
-              fused_meta_forward: bool = False) -> MetaStepResult:
+def meta_step(
+    model: torch.nn.Module,
+    weight_net: WeightNet,
+    train_inputs: dict,
+    train_labels: torch.Tensor,
+    meta_inputs: dict,
+    meta_labels: torch.Tensor,
+    *,
+    example_loss: ExampleLossFn,
+    meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inner_lr: float,
+    clip: tuple[float, float],
+    scope: set[str] | None = None,
+    fused_meta_forward: bool = False,
+) -> MetaStepResult:
     """One meta step; see the module docstring. ``train_inputs``/``meta_inputs`` are the encoder's
     keyword inputs (input_ids, attention_mask, ...) already on the model's device; ``scope`` the
     names of the parameters the virtual step moves (None: every trainable parameter, exact).

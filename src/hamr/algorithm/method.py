@@ -57,11 +57,27 @@ class HamrMethod:
     holds the per-step values of γ, α and f_θ's lr (:func:`hamr.algorithm.rates.step_rates`).
     """
 
-    def __init__(self, *, name: str, loss: ElementwiseLoss, hp, rates: StepRates, ablation, task: str,
-                 device: torch.device, pool: np.ndarray, n_train: int, meta_batches: Iterator[dict],
-                 neighbours: np.ndarray | None, pool_classes: list[str], precision: str = "fp32", seed: int = 0,
-                 scope: set[str] | None = None, restart_meta_batches: Callable[[], Iterator[dict]] | None = None,
-                 meta_step_fn: Callable = meta_step):
+    def __init__(
+        self,
+        *,
+        name: str,
+        loss: ElementwiseLoss,
+        hp,
+        rates: StepRates,
+        ablation,
+        task: str,
+        device: torch.device,
+        pool: np.ndarray,
+        n_train: int,
+        meta_batches: Iterator[dict],
+        neighbours: np.ndarray | None,
+        pool_classes: list[str],
+        precision: str = "fp32",
+        seed: int = 0,
+        scope: set[str] | None = None,
+        restart_meta_batches: Callable[[], Iterator[dict]] | None = None,
+        meta_step_fn: Callable = meta_step,
+    ):
         self.name, self.loss, self.hp, self.rates, self.ablation, self.task = name, loss, hp, rates, ablation, task
         self.device, self.precision = device, precision
         self.pool = pool
@@ -75,9 +91,12 @@ class HamrMethod:
         self.steps = 0
         self.skipped_meta_steps = 0
         torch.manual_seed(seed)
-        self.weight_net = WeightNet(hp.weight_net_hidden, hp.weight_activation, normalisation=hp.weight_normalisation).to(device)
-        self.weight_optimizer = torch.optim.Adam(self.weight_net.parameters(), lr=rates.weight_net_lr,
-                                                 weight_decay=hp.weight_net_weight_decay)
+        self.weight_net = WeightNet(
+            hp.weight_net_hidden, hp.weight_activation, normalisation=hp.weight_normalisation
+        ).to(device)
+        self.weight_optimizer = torch.optim.Adam(
+            self.weight_net.parameters(), lr=rates.weight_net_lr, weight_decay=hp.weight_net_weight_decay
+        )
         # f_θ's parameter norm at initialisation: the diagnostics report the norm relative to it, because
         # a net whose norm falls towards 0 (Adam's L2 term outpulling a small meta gradient) has collapsed
         # to a flat curve however much it "moved"
@@ -119,8 +138,11 @@ class HamrMethod:
         for NER the max token loss, and the loss ``ner_example_loss`` names (losses.reduce_tokens)."""
         elements = self.loss.element_losses(logits, labels)
         signal = reduce_tokens(elements, labels, "max")
-        optimised = signal if self.task == "cls" or self.hp.ner_example_loss == "max" else \
-            reduce_tokens(elements, labels, self.hp.ner_example_loss)
+        optimised = (
+            signal
+            if self.task == "cls" or self.hp.ner_example_loss == "max"
+            else reduce_tokens(elements, labels, self.hp.ner_example_loss)
+        )
         return signal, optimised
 
     def _next_meta_batch(self) -> dict:
@@ -137,10 +159,21 @@ class HamrMethod:
 
     def step_function(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, grad_clip: float):
         """:func:`hamr.steps.hamr_step` over this method's f_θ, its optimiser and meta-step function."""
-        return hamr_step(model, self.weight_net, self.weight_optimizer, optimizer, example_loss=self.example_loss,
-                         meta_loss=self.meta_loss, inner_lr=self.rates.inner_lr, clip=self._clip(),
-                         grad_clip=grad_clip, precision=self.precision, scope=self.scope,
-                         weighted_update=self.ablation.weighted_update, meta_step_fn=self.meta_step_fn)
+        return hamr_step(
+            model,
+            self.weight_net,
+            self.weight_optimizer,
+            optimizer,
+            example_loss=self.example_loss,
+            meta_loss=self.meta_loss,
+            inner_lr=self.rates.inner_lr,
+            clip=self._clip(),
+            grad_clip=grad_clip,
+            precision=self.precision,
+            scope=self.scope,
+            weighted_update=self.ablation.weighted_update,
+            meta_step_fn=self.meta_step_fn,
+        )
 
     def next_extra_batches(self) -> list[dict]:
         """The next meta batch on a meta step (every ``hamr.meta.every``-th step), else none."""
@@ -156,11 +189,17 @@ class HamrMethod:
         """For trainer.cuda_graphs: f_θ's optimiser rebuilt graph-ready (fused, capturable; before any
         state is loaded into it). Refused for a step a graph cannot replay."""
         if self.hp.meta.every != 1 or self.meta_step_fn is not meta_step:
-            raise ConfigError(f"config: trainer.cuda_graphs=true is invalid with hamr.meta.every={self.hp.meta.every}; "
-                              "allowed: hamr.meta.every=1 (a graph replays a step with a meta step)")
-        self.weight_optimizer = graph_ready_optimizer(torch.optim.Adam, self.weight_net.parameters(),
-                                                      lr=self.rates.weight_net_lr, device=self.device,
-                                                      weight_decay=self.hp.weight_net_weight_decay)
+            raise ConfigError(
+                f"config: trainer.cuda_graphs=true is invalid with hamr.meta.every={self.hp.meta.every}; "
+                "allowed: hamr.meta.every=1 (a graph replays a step with a meta step)"
+            )
+        self.weight_optimizer = graph_ready_optimizer(
+            torch.optim.Adam,
+            self.weight_net.parameters(),
+            lr=self.rates.weight_net_lr,
+            device=self.device,
+            weight_decay=self.hp.weight_net_weight_decay,
+        )
 
     def _record_meta_step(self, meta_loss: torch.Tensor, finite: bool) -> None:
         if finite:
@@ -178,13 +217,20 @@ class HamrMethod:
 
     def state_dict(self) -> dict:
         """Everything that changes during training, for checkpoints (tensors on the CPU)."""
-        return {"weight_net": self.weight_net.state_dict(), "weight_optimizer": self.weight_optimizer.state_dict(),
-                "weight_net_initial_norm": self.weight_net_initial_norm,
-                "h": self.h.copy(), "b": self.b.copy(), "steps": self.steps, "skipped_meta_steps": self.skipped_meta_steps,
-                "meta_batches_consumed": self.meta_batches_consumed, "epoch_sampled": self._epoch_sampled.copy(),
-                "pending_hardness": [(p, v.cpu(), s.cpu()) for p, v, s in self._pending_hardness],
-                "epoch_weights": [w.cpu() for w in self._epoch_weights],
-                "epoch_meta_losses": [m.cpu() for m in self._epoch_meta_losses]}
+        return {
+            "weight_net": self.weight_net.state_dict(),
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "weight_net_initial_norm": self.weight_net_initial_norm,
+            "h": self.h.copy(),
+            "b": self.b.copy(),
+            "steps": self.steps,
+            "skipped_meta_steps": self.skipped_meta_steps,
+            "meta_batches_consumed": self.meta_batches_consumed,
+            "epoch_sampled": self._epoch_sampled.copy(),
+            "pending_hardness": [(p, v.cpu(), s.cpu()) for p, v, s in self._pending_hardness],
+            "epoch_weights": [w.cpu() for w in self._epoch_weights],
+            "epoch_meta_losses": [m.cpu() for m in self._epoch_meta_losses],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.weight_net.load_state_dict(state["weight_net"])
@@ -219,8 +265,9 @@ class HamrMethod:
             if self.hp.ema_rule == "per_example":
                 self.h = update_per_example(self.h, positions, values[start:stop], self.rates.gamma)
             else:
-                self.h = update_global_decay(self.h, positions, values[start:stop], self.rates.gamma,
-                                             self.hp.global_decay_floor)
+                self.h = update_global_decay(
+                    self.h, positions, values[start:stop], self.rates.gamma, self.hp.global_decay_floor
+                )
             last_signal[positions] = signals[start:stop]
             start = stop
         self._pending_hardness = []
@@ -238,10 +285,20 @@ class HamrMethod:
 
     def _diagnostics(self, hard: np.ndarray, last_signal: np.ndarray) -> dict:
         return epoch_diagnostics(
-            weights=self._epoch_weights, meta_losses=self._epoch_meta_losses, h=self.h, p=self.probabilities(),
-            b=self.b, last_signal=last_signal, hard=hard, pool_classes=self.pool_classes, sampled=self._epoch_sampled,
-            weight_net=self.weight_net, initial_norm=self.weight_net_initial_norm, rates=self.rates,
-            skipped_meta_steps=self.skipped_meta_steps)
+            weights=self._epoch_weights,
+            meta_losses=self._epoch_meta_losses,
+            h=self.h,
+            p=self.probabilities(),
+            b=self.b,
+            last_signal=last_signal,
+            hard=hard,
+            pool_classes=self.pool_classes,
+            sampled=self._epoch_sampled,
+            weight_net=self.weight_net,
+            initial_norm=self.weight_net_initial_norm,
+            rates=self.rates,
+            skipped_meta_steps=self.skipped_meta_steps,
+        )
 
 
 def hamr_epoch_size(hp, ablation, pool_size: int) -> int:
@@ -257,48 +314,91 @@ def build_hamr_method(context, name: str) -> HamrMethod:
     hp, ablation, seed = settings.hamr, settings.ablation, settings.trainer.seed
     if hp.meta_set == "balanced":
         moved, dev_counts, meta_counts = balanced_meta_indices(
-            data.train.targets, data.dev.targets, data.task, seed, hp.meta_max_share, hp.meta_min_train_count)
-        log.info("meta set: dev class counts %s; after moving %d training examples: %s",
-                 dev_counts, len(moved), meta_counts)
+            data.train.targets, data.dev.targets, data.task, seed, hp.meta_max_share, hp.meta_min_train_count
+        )
+        log.info(
+            "meta set: dev class counts %s; after moving %d training examples: %s", dev_counts, len(moved), meta_counts
+        )
     else:
         moved = []
-        log.info("meta set: the dev split alone (%d examples); every training example is trained on",
-                 len(data.dev))
+        log.info("meta set: the dev split alone (%d examples); every training example is trained on", len(data.dev))
     pool = np.setdiff1d(np.arange(len(data.train)), np.asarray(moved, dtype=np.int64))
     if ablation.neighbor_boost and ablation.resampling and hp.k >= len(pool):
-        raise ConfigError(f"config: hamr.k={hp.k} is invalid; allowed: < the {len(pool)} training examples "
-                          "left after the meta set (lower hamr.k or raise dataset.max_train_examples)")
+        raise ConfigError(
+            f"config: hamr.k={hp.k} is invalid; allowed: < the {len(pool)} training examples "
+            "left after the meta set (lower hamr.k or raise dataset.max_train_examples)"
+        )
     train_features = context.encoded["train"].features
     meta_features = context.encoded["dev"].features + [train_features[i] for i in moved]
 
     def meta_stream() -> Iterator[dict]:
-        return endless(DataLoader(meta_features, batch_size=hp.meta_batch_size, shuffle=True, drop_last=False,
-                                  collate_fn=context.collate, generator=torch.Generator().manual_seed(seed)))
+        return endless(
+            DataLoader(
+                meta_features,
+                batch_size=hp.meta_batch_size,
+                shuffle=True,
+                drop_last=False,
+                collate_fn=context.collate,
+                generator=torch.Generator().manual_seed(seed),
+            )
+        )
 
     neighbours = None
     if ablation.resampling and ablation.neighbor_boost:
         texts = [data.train.inputs[i] if data.task == "cls" else " ".join(data.train.inputs[i]) for i in pool]
-        embeddings = embed_texts(texts, hp.sentence_encoder, hp.embed_batch_size, hp.embed_max_length,
-                                 str(context.device), context.cache_dir, name=settings.dataset.name)
+        embeddings = embed_texts(
+            texts,
+            hp.sentence_encoder,
+            hp.embed_batch_size,
+            hp.embed_max_length,
+            str(context.device),
+            context.cache_dir,
+            name=settings.dataset.name,
+        )
         neighbours = knn_graph(embeddings, hp.k, hp.knn_index, hp.knn_exact_max)
     type_counts = Counter(data.class_counts("train"))
     pool_classes = [stratum_of(data.train.targets[i], data.task, type_counts) for i in pool]
     _ensure_double_backward_attention(context.model)
     scope = None if hp.meta.scope is None else scope_parameter_names(context.model, hp.meta.scope)
     if scope is not None:
-        log.info("meta step: virtual update over the head and top %d layers (%d of %d parameter tensors)",
-                 hp.meta.scope, len(scope), sum(p.requires_grad for p in context.model.parameters()))
+        log.info(
+            "meta step: virtual update over the head and top %d layers (%d of %d parameter tensors)",
+            hp.meta.scope,
+            len(scope),
+            sum(p.requires_grad for p in context.model.parameters()),
+        )
     if hp.meta.every > 1:
         log.info("meta step: every %d training steps; weights from the current f_θ in between", hp.meta.every)
     trainer = settings.trainer
-    rates = step_rates(hp, trainer_lr=trainer.lr,
-                       steps_per_epoch=steps_per_epoch(hamr_epoch_size(hp, ablation, len(pool)), trainer.batch_size),
-                       epochs=trainer.epochs)
-    log.info("HAMR per-step rates: hardness EMA decay %.4g per %s, inner lr %.3g, weight-net lr %.3g "
-             "(%d meta steps)", rates.gamma, "visit" if hp.ema_rule == "per_example" else "step",
-             rates.inner_lr, rates.weight_net_lr, rates.meta_steps)
-    return HamrMethod(name=name, loss=context.loss, hp=hp, rates=rates, ablation=ablation, task=data.task,
-               device=context.device,
-               pool=pool, n_train=len(data.train), meta_batches=meta_stream(), neighbours=neighbours,
-               pool_classes=pool_classes, precision=settings.trainer.precision, seed=seed, scope=scope,
-               restart_meta_batches=meta_stream)
+    rates = step_rates(
+        hp,
+        trainer_lr=trainer.lr,
+        steps_per_epoch=steps_per_epoch(hamr_epoch_size(hp, ablation, len(pool)), trainer.batch_size),
+        epochs=trainer.epochs,
+    )
+    log.info(
+        "HAMR per-step rates: hardness EMA decay %.4g per %s, inner lr %.3g, weight-net lr %.3g (%d meta steps)",
+        rates.gamma,
+        "visit" if hp.ema_rule == "per_example" else "step",
+        rates.inner_lr,
+        rates.weight_net_lr,
+        rates.meta_steps,
+    )
+    return HamrMethod(
+        name=name,
+        loss=context.loss,
+        hp=hp,
+        rates=rates,
+        ablation=ablation,
+        task=data.task,
+        device=context.device,
+        pool=pool,
+        n_train=len(data.train),
+        meta_batches=meta_stream(),
+        neighbours=neighbours,
+        pool_classes=pool_classes,
+        precision=settings.trainer.precision,
+        seed=seed,
+        scope=scope,
+        restart_meta_batches=meta_stream,
+    )

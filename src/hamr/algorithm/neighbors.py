@@ -16,8 +16,15 @@ from hamr.results import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 
-def embed_texts(texts: list[str], encoder: str, batch_size: int, max_length: int, device: str,
-                cache_dir: Path | None = None, name: str = "texts") -> np.ndarray:
+def embed_texts(
+    texts: list[str],
+    encoder: str,
+    batch_size: int,
+    max_length: int,
+    device: str,
+    cache_dir: Path | None = None,
+    name: str = "texts",
+) -> np.ndarray:
     """L2-normalised sentence embeddings (N, D) float32 with sentence-transformers, cached on disk
     as ``<cache_dir>/embeddings/<name>-<encoder>-<hash of encoder, max_length and texts>.npy``."""
     key = hashlib.sha1("\n".join([encoder, str(max_length), *texts]).encode()).hexdigest()[:16]
@@ -32,8 +39,9 @@ def embed_texts(texts: list[str], encoder: str, batch_size: int, max_length: int
 
     model = SentenceTransformer(resolve_model_path(encoder), device=device)
     model.max_seq_length = max_length
-    embeddings = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                              convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+    embeddings = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    ).astype(np.float32)
     if path is not None:
         buffer = io.BytesIO()
         np.save(buffer, embeddings)
@@ -45,9 +53,16 @@ def _gpu_available(faiss) -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0  # faiss-gpu installed
 
 
-def knn_graph(embeddings: np.ndarray, k: int, index: str = "flat", exact_max: int = 200_000,
-              hnsw_m: int = 32, ef_construction: int = 64, ef_search: int = 64,
-              search_batch: int = 65_536) -> np.ndarray:
+def knn_graph(
+    embeddings: np.ndarray,
+    k: int,
+    index: str = "flat",
+    exact_max: int = 200_000,
+    hnsw_m: int = 32,
+    ef_construction: int = 64,
+    ef_search: int = 64,
+    search_batch: int = 65_536,
+) -> np.ndarray:
     """Indices (N, k) of each example's k nearest neighbours by inner product; an example is
     usually its own first neighbour. The embeddings never change, so the graph is built once and
     a refresh is a gather over its rows (:func:`neighbourhood_scores`).
@@ -59,8 +74,10 @@ def knn_graph(embeddings: np.ndarray, k: int, index: str = "flat", exact_max: in
     try:
         import faiss
     except ImportError:
-        raise ImportError("HAMR's k-NN graph needs FAISS. Fix: pip install faiss-cpu (make install does), or on a GPU "
-                          "machine conda install -c conda-forge faiss-gpu (environment.yml does)") from None
+        raise ImportError(
+            "HAMR's k-NN graph needs FAISS. Fix: pip install faiss-cpu (make install does), or on a GPU "
+            "machine conda install -c conda-forge faiss-gpu (environment.yml does)"
+        ) from None
 
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = x.shape
@@ -81,7 +98,7 @@ def knn_graph(embeddings: np.ndarray, k: int, index: str = "flat", exact_max: in
     search_index.add(x)
     neighbours = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, search_batch):  # bounded memory for the (batch, k) results
-        _, neighbours[start:start + search_batch] = search_index.search(x[start:start + search_batch], k)
+        _, neighbours[start : start + search_batch] = search_index.search(x[start : start + search_batch], k)
     return neighbours
 
 

@@ -13,10 +13,20 @@ from hamr.algorithm.meta_step import ExampleLossFn, MetaStepResult
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights
 
 
-def meta_step_authors(model: torch.nn.Module, weight_net: WeightNet, train_inputs: dict, train_labels: torch.Tensor,
-                      meta_inputs: dict, meta_labels: torch.Tensor, *, example_loss: ExampleLossFn,
-                      meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inner_lr: float,
-                      clip: tuple[float, float], scope: set[str] | None = None) -> MetaStepResult:
+def meta_step_authors(
+    model: torch.nn.Module,
+    weight_net: WeightNet,
+    train_inputs: dict,
+    train_labels: torch.Tensor,
+    meta_inputs: dict,
+    meta_labels: torch.Tensor,
+    *,
+    example_loss: ExampleLossFn,
+    meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inner_lr: float,
+    clip: tuple[float, float],
+    scope: set[str] | None = None,
+) -> MetaStepResult:
     """The authors' NER trainer's step, kept only as the benchmark's reference (same θ-gradient):
     the meta loss is back-propagated with ``backward()`` into every model parameter as well as θ,
     the model's share is then thrown away, and the training batch is run through the encoder a
@@ -30,8 +40,9 @@ def meta_step_authors(model: torch.nn.Module, weight_net: WeightNet, train_input
         w_pre = example_weights(weight_net, z, *clip)
         grads = torch.autograd.grad((w_pre * losses).mean(), params, create_graph=True)
         virtual = {n: p - inner_lr * g for n, p, g in zip(names, params, grads)}
-        loss_meta = meta_loss(functional_call(model, virtual, args=(), kwargs=meta_inputs, strict=False).logits,
-                              meta_labels)
+        loss_meta = meta_loss(
+            functional_call(model, virtual, args=(), kwargs=meta_inputs, strict=False).logits, meta_labels
+        )
         theta = list(weight_net.parameters())
         for parameter in theta:
             parameter.grad = None

@@ -83,38 +83,64 @@ def bench_size(args: argparse.Namespace, n: int) -> dict:
     recall = float(np.mean([len(set(graph[i]) & set(e)) / args.k for i, e in zip(sample, exact)]))
 
     n_hard = max(1, int(np.ceil(args.hard_ratio * n)))
-    queries = x[hard_examples(h, args.hard_ratio)[:args.authors_sample]]
+    queries = x[hard_examples(h, args.hard_ratio)[: args.authors_sample]]
     start = time.perf_counter()
     exact_index.search(queries, args.k)
     authors = (time.perf_counter() - start) * n_hard / len(queries)
-    row = {"n": n, "index": kind, "build_seconds": build, "refresh_seconds_median": float(np.median(refresh_times)),
-           "authors_refresh_seconds": authors, "authors_refresh_extrapolated": len(queries) < n_hard,
-           "recall_at_k": recall, "recall_sample": len(sample), "hard_examples": n_hard}
+    row = {
+        "n": n,
+        "index": kind,
+        "build_seconds": build,
+        "refresh_seconds_median": float(np.median(refresh_times)),
+        "authors_refresh_seconds": authors,
+        "authors_refresh_extrapolated": len(queries) < n_hard,
+        "recall_at_k": recall,
+        "recall_sample": len(sample),
+        "hard_examples": n_hard,
+    }
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
 
 
 def markdown(results: dict) -> str:
-    lines = ["# k-NN graph benchmark", "", f"Command: `{results['command']}`  ",
-             f"Date: {results['date']}; machine: {results['machine']}; faiss {results['faiss']}; "
-             f"{results['dim']}-d unit vectors around {results['centres']} centres (spread {results['spread']}), "
-             f"k = {results['k']}, hard ratio {results['hard_ratio']}.", "",
-             "| N | index | graph build (s) | refresh (s) | authors' refresh (s) | recall@k |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# k-NN graph benchmark",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Date: {results['date']}; machine: {results['machine']}; faiss {results['faiss']}; "
+        f"{results['dim']}-d unit vectors around {results['centres']} centres (spread {results['spread']}), "
+        f"k = {results['k']}, hard ratio {results['hard_ratio']}.",
+        "",
+        "| N | index | graph build (s) | refresh (s) | authors' refresh (s) | recall@k |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in results["sizes"]:
-        authors = f"{row['authors_refresh_seconds']:.2f}" + (" (extrapolated)" if row["authors_refresh_extrapolated"] else "")
-        lines.append(f"| {row['n']:,} | {row['index']} | {row['build_seconds']:.1f} | {row['refresh_seconds_median']:.4f} "
-                     f"| {authors} | {row['recall_at_k']:.3f} |")
-    lines += ["", "Refresh: top hard examples by h and a gather over their graph rows (this project, every "
-              "refresh). Authors' refresh: an exact search for every hard example (their code, every refresh). "
-              f"Recall@k: the graph's neighbours vs exact search, on {results['sizes'][0]['recall_sample']:,} "
-              "sampled examples.", ""]
+        authors = f"{row['authors_refresh_seconds']:.2f}" + (
+            " (extrapolated)" if row["authors_refresh_extrapolated"] else ""
+        )
+        lines.append(
+            f"| {row['n']:,} | {row['index']} | {row['build_seconds']:.1f} | {row['refresh_seconds_median']:.4f} "
+            f"| {authors} | {row['recall_at_k']:.3f} |"
+        )
+    lines += [
+        "",
+        "Refresh: top hard examples by h and a gather over their graph rows (this project, every "
+        "refresh). Authors' refresh: an exact search for every hard example (their code, every refresh). "
+        f"Recall@k: the graph's neighbours vs exact search, on {results['sizes'][0]['recall_sample']:,} "
+        "sampled examples.",
+        "",
+    ]
     largest = max(results["sizes"], key=lambda r: r["n"])
     if largest["n"] >= 1_000_000:
-        checks = [("refresh at N = 1e6", "< 1 s", largest["refresh_seconds_median"], largest["refresh_seconds_median"] < 1),
-                  ("graph build at N = 1e6", "< 600 s", largest["build_seconds"], largest["build_seconds"] < 600),
-                  ("recall@10 at N = 1e6", ">= 0.9", largest["recall_at_k"], largest["recall_at_k"] >= 0.9)]
+        checks = [
+            ("refresh at N = 1e6", "< 1 s", largest["refresh_seconds_median"], largest["refresh_seconds_median"] < 1),
+            ("graph build at N = 1e6", "< 600 s", largest["build_seconds"], largest["build_seconds"] < 600),
+            ("recall@10 at N = 1e6", ">= 0.9", largest["recall_at_k"], largest["recall_at_k"] >= 0.9),
+        ]
         lines += ["## Targets", "", "| quantity | target | measured | |", "|---|---|---|---|"]
-        lines += [f"| {name} | {target} | {value:.3g} | {'met' if ok else 'not met'} |" for name, target, value, ok in checks]
+        lines += [
+            f"| {name} | {target} | {value:.3g} | {'met' if ok else 'not met'} |" for name, target, value, ok in checks
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -126,15 +152,21 @@ def main(argv=None) -> None:
     from hamr.results import atomic_write_bytes
 
     started = time.time()
-    results = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-               "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-               "machine": f"{platform.machine()} CPU, {faiss.omp_get_max_threads()} FAISS threads",
-               "faiss": faiss.__version__, "dim": args.dim, "k": args.k, "hard_ratio": args.hard_ratio,
-               "centres": args.centres, "spread": args.spread, "exact_max": args.exact_max,
-               "sizes": [bench_size(args, n) for n in args.sizes]}
+    results = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{platform.machine()} CPU, {faiss.omp_get_max_threads()} FAISS threads",
+        "faiss": faiss.__version__,
+        "dim": args.dim,
+        "k": args.k,
+        "hard_ratio": args.hard_ratio,
+        "centres": args.centres,
+        "spread": args.spread,
+        "exact_max": args.exact_max,
+        "sizes": [bench_size(args, n) for n in args.sizes],
+    }
     results["seconds"] = time.time() - started
     atomic_write_bytes(args.out / "knn.json", json.dumps(results, indent=2).encode())
     text = markdown(results)
     atomic_write_bytes(args.out / "knn.md", text.encode())
     print(text)
-

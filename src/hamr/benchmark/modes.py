@@ -26,10 +26,12 @@ from hamr.results import atomic_write_bytes
 from hamr.runs import load_runs
 
 # mode folder -> (the override that makes it, the step benchmark's variant)
-MODES = {"exact": ("hamr.meta.every=1 hamr.meta.scope=null", "hamr_exact"),
-         "every4": ("hamr.meta.every=4", "hamr_every4"),
-         "scope2": ("hamr.meta.scope=2", "hamr_scope2"),
-         "scope0": ("hamr.meta.scope=0", "hamr_scope0")}
+MODES = {
+    "exact": ("hamr.meta.every=1 hamr.meta.scope=null", "hamr_exact"),
+    "every4": ("hamr.meta.every=4", "hamr_every4"),
+    "scope2": ("hamr.meta.scope=2", "hamr_scope2"),
+    "scope0": ("hamr.meta.scope=0", "hamr_scope0"),
+}
 TARGET_RATIO = 1.3
 
 
@@ -49,12 +51,16 @@ def mode_scores(folder: Path, dataset: str, method: str) -> dict | None:
     if len(runs) == 0:
         return None
     seconds_per_step = [m["train_seconds"] / m["steps"] for m in runs.metrics]
-    return {"seeds": sorted(int(s) for s in runs.seed), "dev": [float(x) for x in runs.dev],
-            "test": [float(x) for x in runs.test], "dev_mean": float(runs.dev.mean()),
-            "dev_std": float(runs.dev.std(ddof=1)) if len(runs) > 1 else float("nan"),
-            "test_mean": float(runs.test.mean()),
-            "test_std": float(runs.test.std(ddof=1)) if len(runs) > 1 else float("nan"),
-            "train_seconds_per_step": float(np.median(seconds_per_step))}
+    return {
+        "seeds": sorted(int(s) for s in runs.seed),
+        "dev": [float(x) for x in runs.dev],
+        "test": [float(x) for x in runs.test],
+        "dev_mean": float(runs.dev.mean()),
+        "dev_std": float(runs.dev.std(ddof=1)) if len(runs) > 1 else float("nan"),
+        "test_mean": float(runs.test.mean()),
+        "test_std": float(runs.test.std(ddof=1)) if len(runs) > 1 else float("nan"),
+        "train_seconds_per_step": float(np.median(seconds_per_step)),
+    }
 
 
 def summarise(args: argparse.Namespace) -> dict:
@@ -62,20 +68,31 @@ def summarise(args: argparse.Namespace) -> dict:
     rows = {}
     for mode, (override, variant) in MODES.items():
         scores = mode_scores(args.exact if mode == "exact" else args.modes / mode, args.dataset, args.method)
-        ratios = {name: d["variants"][variant]["ratio_to_ce_median"] for name, d in step["datasets"].items()
-                  if variant in d["variants"]}
+        ratios = {
+            name: d["variants"][variant]["ratio_to_ce_median"]
+            for name, d in step["datasets"].items()
+            if variant in d["variants"]
+        }
         rows[mode] = {"override": override, "scores": scores, "step_ratio_to_ce": ratios}
     exact = rows["exact"]["scores"]
     for row in rows.values():
         s = row["scores"]
-        row["keeps_accuracy"] = (None if s is None or exact is None or len(exact["seeds"]) < 2
-                                 else bool(abs(s["dev_mean"] - exact["dev_mean"]) <= exact["dev_std"]))
+        row["keeps_accuracy"] = (
+            None
+            if s is None or exact is None or len(exact["seeds"]) < 2
+            else bool(abs(s["dev_mean"] - exact["dev_mean"]) <= exact["dev_std"])
+        )
     keeping = [m for m, r in rows.items() if m != "exact" and r["keeps_accuracy"] and r["step_ratio_to_ce"]]
     cheapest = min(keeping, key=lambda m: max(rows[m]["step_ratio_to_ce"].values()), default=None)
-    return {"dataset": args.dataset, "modes": rows, "cheapest_keeping_accuracy": cheapest,
-            "target_ratio": TARGET_RATIO, "step_bench": {k: step.get(k) for k in ("command", "date", "machine")},
-            "built_at": time.strftime("%Y-%m-%d %H:%M %Z"),
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
+    return {
+        "dataset": args.dataset,
+        "modes": rows,
+        "cheapest_keeping_accuracy": cheapest,
+        "target_ratio": TARGET_RATIO,
+        "step_bench": {k: step.get(k) for k in ("command", "date", "machine")},
+        "built_at": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    }
 
 
 def pct(mean: float, std: float) -> str:
@@ -83,15 +100,20 @@ def pct(mean: float, std: float) -> str:
 
 
 def markdown(summary: dict) -> str:
-    lines = ["# Cheaper meta modes vs the exact step", "",
-             f"Made by `{summary['command']}` on {summary['built_at']} from the runs' metrics.json and the step "
-             f"benchmark (`{summary['step_bench']['command']}`, {summary['step_bench']['date']}).", "",
-             f"Dataset {summary['dataset']}, the `cpu` table's settings (`experiment=table_cpu`), HAMR full, one row per "
-             "mode; Macro-F1 in %, mean ± std over seeds. Step / CE: the mode's training step time over a CE step "
-             "measured side by side on the same batches (scripts/bench_step.py). Keeps accuracy: mean dev Macro-F1 "
-             "within one seed-std of the exact step's.", "",
-             "| mode | override | seeds | dev Macro-F1 | test Macro-F1 | step / CE | keeps accuracy |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Cheaper meta modes vs the exact step",
+        "",
+        f"Made by `{summary['command']}` on {summary['built_at']} from the runs' metrics.json and the step "
+        f"benchmark (`{summary['step_bench']['command']}`, {summary['step_bench']['date']}).",
+        "",
+        f"Dataset {summary['dataset']}, the `cpu` table's settings (`experiment=table_cpu`), HAMR full, one row per "
+        "mode; Macro-F1 in %, mean ± std over seeds. Step / CE: the mode's training step time over a CE step "
+        "measured side by side on the same batches (scripts/bench_step.py). Keeps accuracy: mean dev Macro-F1 "
+        "within one seed-std of the exact step's.",
+        "",
+        "| mode | override | seeds | dev Macro-F1 | test Macro-F1 | step / CE | keeps accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for mode, row in summary["modes"].items():
         s = row["scores"]
         ratio = ", ".join(f"{v:.2f}× {k}" for k, v in row["step_ratio_to_ce"].items()) or "-"
@@ -99,17 +121,23 @@ def markdown(summary: dict) -> str:
         if s is None:
             lines.append(f"| {mode} | `{row['override']}` | 0 | missing | missing | {ratio} | - |")
         else:
-            lines.append(f"| {mode} | `{row['override']}` | {','.join(map(str, s['seeds']))} | "
-                         f"{pct(s['dev_mean'], s['dev_std'])} | {pct(s['test_mean'], s['test_std'])} | {ratio} | {keeps} |")
+            lines.append(
+                f"| {mode} | `{row['override']}` | {','.join(map(str, s['seeds']))} | "
+                f"{pct(s['dev_mean'], s['dev_std'])} | {pct(s['test_mean'], s['test_std'])} | {ratio} | {keeps} |"
+            )
     cheapest = summary["cheapest_keeping_accuracy"]
     lines.append("")
     if cheapest is None:
         lines.append("No cheaper mode keeps the exact step's dev Macro-F1 within one seed-std (or runs are missing).")
     else:
         ratios = summary["modes"][cheapest]["step_ratio_to_ce"]
-        verdicts = [f"{'met' if v <= summary['target_ratio'] else 'not met'} on {k} ({v:.2f}×)" for k, v in ratios.items()]
-        lines.append(f"Cheapest mode that keeps the accuracy: **{cheapest}**; target ≤ {summary['target_ratio']}× a CE "
-                     f"step: **{', '.join(verdicts)}**.")
+        verdicts = [
+            f"{'met' if v <= summary['target_ratio'] else 'not met'} on {k} ({v:.2f}×)" for k, v in ratios.items()
+        ]
+        lines.append(
+            f"Cheapest mode that keeps the accuracy: **{cheapest}**; target ≤ {summary['target_ratio']}× a CE "
+            f"step: **{', '.join(verdicts)}**."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -121,4 +149,3 @@ def main(argv=None) -> int:
     atomic_write_bytes(args.modes / "modes.md", text.encode())
     print(text)
     return 0
-

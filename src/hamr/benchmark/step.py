@@ -29,8 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-VARIANTS = ["ce", "hamr_exact", "hamr_every4", "hamr_scope2", "hamr_scope0", "authors", "hamr_exact_fused",
-            "ce_graphed", "hamr_exact_graphed"]
+VARIANTS = [
+    "ce",
+    "hamr_exact",
+    "hamr_every4",
+    "hamr_scope2",
+    "hamr_scope0",
+    "authors",
+    "hamr_exact_fused",
+    "ce_graphed",
+    "hamr_exact_graphed",
+]
 # the last three are for GPUs (scripts/gpu_check.sh): on a CPU in train mode SDPA runs the math kernel either
 # way, and CUDA graphs need CUDA
 DEFAULT_VARIANTS = VARIANTS[:-3]
@@ -42,10 +51,11 @@ DESCRIPTIONS = {
     "hamr_scope2": "HAMR, virtual step over head + top 2 layers (hamr.meta.scope=2)",
     "hamr_scope0": "HAMR, virtual step over the classifier head only (hamr.meta.scope=0)",
     "authors": "the authors' NER step: meta loss also back-propagated into the model, second forward",
-    "hamr_exact_fused": "HAMR exact, the meta forward at φ' on the fused attention kernels (meta_step's fused_meta_forward)",
+    "hamr_exact_fused": "HAMR exact, the meta forward at φ' on the fused attention kernels "
+    "(meta_step's fused_meta_forward)",
     "ce_graphed": "the CE step captured once as a CUDA graph and replayed (hamr.cuda_graphs; no non-finite check)",
     "hamr_exact_graphed": "the exact HAMR step captured once as a CUDA graph and replayed (hamr.cuda_graphs; no "
-                          "non-finite check, no host-side hardness records)",
+    "non-finite check, no host-side hardness records)",
 }
 TARGETS = {  # the step's speed targets (the accuracy target needs training runs, see results/bench/README.md)
     "hamr_exact_over_ce": 2.5,  # CPU
@@ -68,13 +78,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=VARIANTS)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="as trainer.precision (bf16: CUDA autocast)")
-    parser.add_argument("--override", nargs="*", default=[], help="more config overrides, e.g. model.name_or_path=/models/x")
+    parser.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16"], help="as trainer.precision (bf16: CUDA autocast)"
+    )
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="more config overrides, e.g. model.name_or_path=/models/x"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
     parser.add_argument("--memory-variants", nargs="+", choices=VARIANTS, help="probe only these (default: all)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile one pass per variant: host reads and syncs per step, top operators")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one pass per variant: host reads and syncs per step, top operators",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: one variant, print peak RSS
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
@@ -83,8 +100,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def subset(split, indices):
     """The examples ``indices`` of a split (hamr.data.records.Split), in that order."""
-    return dataclasses.replace(split, inputs=[split.inputs[int(i)] for i in indices],
-                               targets=[split.targets[int(i)] for i in indices])
+    return dataclasses.replace(
+        split, inputs=[split.inputs[int(i)] for i in indices], targets=[split.targets[int(i)] for i in indices]
+    )
 
 
 class Bench:
@@ -101,21 +119,40 @@ class Bench:
         from hamr.losses import CrossEntropyLoss
         from hamr.models import build_model, load_tokenizer
 
-        cfg = compose_train([f"dataset={dataset}", f"model={args.model}", "method=hamr", "logger=none",
-                             f"trainer.max_length={args.max_length}", f"trainer.batch_size={args.batch_size}",
-                             f"trainer.precision={args.precision}", *args.override])
+        cfg = compose_train(
+            [
+                f"dataset={dataset}",
+                f"model={args.model}",
+                "method=hamr",
+                "logger=none",
+                f"trainer.max_length={args.max_length}",
+                f"trainer.batch_size={args.batch_size}",
+                f"trainer.precision={args.precision}",
+                *args.override,
+            ]
+        )
         settings = validate(cfg)
         data = load_dataset_splits(settings.dataset, seed=0)
         tokenizer = load_tokenizer(settings.model)
         collate = collator_for(data.task, tokenizer)
         rng = np.random.default_rng(0)
         n = args.batch_size * args.batches
-        train = encode_split(subset(data.train, rng.choice(len(data.train), n, replace=False)),
-                             data.task, data.label2id, tokenizer, args.max_length)
-        dev = encode_split(subset(data.dev, rng.choice(len(data.dev), n, replace=len(data.dev) < n)),
-                           data.task, data.label2id, tokenizer, args.max_length)
-        self.batches = [collate(train.features[j:j + args.batch_size]) for j in range(0, n, args.batch_size)]
-        meta_batches = [collate(dev.features[j:j + args.batch_size]) for j in range(0, n, args.batch_size)]
+        train = encode_split(
+            subset(data.train, rng.choice(len(data.train), n, replace=False)),
+            data.task,
+            data.label2id,
+            tokenizer,
+            args.max_length,
+        )
+        dev = encode_split(
+            subset(data.dev, rng.choice(len(data.dev), n, replace=len(data.dev) < n)),
+            data.task,
+            data.label2id,
+            tokenizer,
+            args.max_length,
+        )
+        self.batches = [collate(train.features[j : j + args.batch_size]) for j in range(0, n, args.batch_size)]
+        meta_batches = [collate(dev.features[j : j + args.batch_size]) for j in range(0, n, args.batch_size)]
         self.pad_length = None
         if GRAPHED & set(variants):  # a graph replays one shape: every variant gets batches of the longest length
             self.pad_length = max(b["input_ids"].shape[1] for b in self.batches + meta_batches)
@@ -138,16 +175,22 @@ class Bench:
             else:
                 every = 4 if variant == "hamr_every4" else 1
                 top = {"hamr_scope2": 2, "hamr_scope0": 0}.get(variant)
-                hp = dataclasses.replace(settings.hamr, meta=dataclasses.replace(settings.hamr.meta, every=every, scope=top))
+                hp = dataclasses.replace(
+                    settings.hamr, meta=dataclasses.replace(settings.hamr.meta, every=every, scope=top)
+                )
                 scope = None if top is None else scope_parameter_names(self.model, top)
-                meta_step_fn = {"authors": meta_step_authors,
-                                "hamr_exact_fused": functools.partial(meta_step, fused_meta_forward=True)}.get(variant, meta_step)
+                meta_step_fn = {
+                    "authors": meta_step_authors,
+                    "hamr_exact_fused": functools.partial(meta_step, fused_meta_forward=True),
+                }.get(variant, meta_step)
                 method = self._hamr_method(variant, hp, loss, settings, data.task, len(train), scope, meta_step_fn)
             self.methods[variant] = method
             self.optimizers[variant] = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
         # captured only once every variant is built: HamrMethod seeds torch, and a seed set after a capture
         # breaks the captured graph's dropout RNG (an illegal memory access at its next replay)
-        self.graphed = {variant: GraphedStep(step, *examples, warmup=2) for variant, (step, examples) in to_capture.items()}
+        self.graphed = {
+            variant: GraphedStep(step, *examples, warmup=2) for variant, (step, examples) in to_capture.items()
+        }
 
     def _hamr_method(self, variant: str, hp, loss, settings, task: str, n_train: int, scope=None, meta_step_fn=None):
         """A HamrMethod over the fixed batches (every training example in the pool, the meta batches
@@ -156,11 +199,24 @@ class Bench:
         from hamr.algorithm.rates import step_rates
 
         rates = step_rates(hp, trainer_lr=settings.trainer.lr, steps_per_epoch=len(self.batches), epochs=1)
-        return HamrMethod(name=variant, loss=loss, hp=hp, rates=rates, ablation=settings.ablation, task=task,
-                          device=self.device, pool=np.arange(n_train), n_train=n_train,
-                          meta_batches=endless(self.meta_batches), neighbours=None, pool_classes=["all"] * n_train,
-                          precision=settings.trainer.precision, seed=0, scope=scope,
-                          **({"meta_step_fn": meta_step_fn} if meta_step_fn is not None else {}))
+        return HamrMethod(
+            name=variant,
+            loss=loss,
+            hp=hp,
+            rates=rates,
+            ablation=settings.ablation,
+            task=task,
+            device=self.device,
+            pool=np.arange(n_train),
+            n_train=n_train,
+            meta_batches=endless(self.meta_batches),
+            neighbours=None,
+            pool_classes=["all"] * n_train,
+            precision=settings.trainer.precision,
+            seed=0,
+            scope=scope,
+            **({"meta_step_fn": meta_step_fn} if meta_step_fn is not None else {}),
+        )
 
     def _graphed_step(self, variant: str, loss, settings, task: str, n_train: int):
         """``variant``'s step function (hamr.cuda_graphs) with its own capturable optimisers, and the
@@ -175,13 +231,25 @@ class Bench:
         hp = settings.hamr
         # a HamrMethod only for its f_θ (same seed as the eager variants'), rates and example loss
         method = self._hamr_method(variant, hp, loss, settings, task, n_train)
-        net_optimizer = graph_ready_optimizer(torch.optim.Adam, method.weight_net.parameters(),
-                                              lr=method.rates.weight_net_lr, device=self.device,
-                                              weight_decay=hp.weight_net_weight_decay)
-        step = hamr_step(self.model, method.weight_net, net_optimizer, optimizer, example_loss=method.example_loss,
-                         meta_loss=method.meta_loss, inner_lr=method.rates.inner_lr,
-                         clip=(hp.weight_clip_low, hp.weight_clip_high), grad_clip=1.0,
-                         precision=settings.trainer.precision)
+        net_optimizer = graph_ready_optimizer(
+            torch.optim.Adam,
+            method.weight_net.parameters(),
+            lr=method.rates.weight_net_lr,
+            device=self.device,
+            weight_decay=hp.weight_net_weight_decay,
+        )
+        step = hamr_step(
+            self.model,
+            method.weight_net,
+            net_optimizer,
+            optimizer,
+            example_loss=method.example_loss,
+            meta_loss=method.meta_loss,
+            inner_lr=method.rates.inner_lr,
+            clip=(hp.weight_clip_low, hp.weight_clip_high),
+            grad_clip=1.0,
+            precision=settings.trainer.precision,
+        )
         meta = {k: v.to(self.device) for k, v in self.meta_batches[0].items()}
         return step, (first, meta)
 
@@ -256,8 +324,15 @@ def memory_probe(args: argparse.Namespace) -> None:
     for _ in range(2):
         bench.run(args.memory_probe)
     peak = peak_rss_mb()
-    print(json.dumps({"peak_rss_mb": max(peak, before), "setup_peak_rss_mb": before,
-                      "steps_peak_rss_mb": peak if reset else None}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": max(peak, before),
+                "setup_peak_rss_mb": before,
+                "steps_peak_rss_mb": peak if reset else None,
+            }
+        )
+    )
 
 
 def measure_memory(args: argparse.Namespace, dataset: str, variant: str, bench: Bench) -> dict:
@@ -266,10 +341,27 @@ def measure_memory(args: argparse.Namespace, dataset: str, variant: str, bench: 
         torch.cuda.reset_peak_memory_stats(bench.device)
         bench.run(variant)
         return {"peak_cuda_mb": torch.cuda.max_memory_allocated(bench.device) / 2**20}
-    command = [sys.executable, "-m", "hamr.benchmark.step", "--memory-probe", variant, "--dataset", dataset, "--model", args.model,
-               "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
-               "--batches", str(args.batches), "--precision", args.precision, "--override", *args.override] \
-        + (["--threads", str(args.threads)] if args.threads else [])
+    command = [
+        sys.executable,
+        "-m",
+        "hamr.benchmark.step",
+        "--memory-probe",
+        variant,
+        "--dataset",
+        dataset,
+        "--model",
+        args.model,
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(args.max_length),
+        "--batches",
+        str(args.batches),
+        "--precision",
+        args.precision,
+        "--override",
+        *args.override,
+    ] + (["--threads", str(args.threads)] if args.threads else [])
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -304,26 +396,32 @@ def profile_variant(bench: Bench, variant: str) -> dict:
     # the most frequent operators: where the calls (and on a GPU the launches) come from
     frequent = sorted((e for e in events if e.key.startswith("aten::")), key=lambda e: e.count, reverse=True)[:12]
     syncs = sum(e.count for e in events if e.key in SYNC_CALLS) - (2 if cuda else 0)
-    return {"aten_ops_per_step": sum(e.count for e in events if e.key.startswith("aten::")) / steps,
-            "top_calls_per_step": {e.key: e.count / steps for e in frequent},
-            "item_calls_per_step": sum(e.count for e in events if e.key in SCALAR_READS) / steps,
-            "syncs_per_step": max(syncs, 0) / steps if cuda else None,
-            "kernel_launches_per_step": (sum(e.count for e in events if e.key in KERNEL_LAUNCHES) / steps
-                                         if cuda else None),
-            "top_self_ms_per_step": {e.key: self_us(e) / 1000 / steps for e in top}}
+    return {
+        "aten_ops_per_step": sum(e.count for e in events if e.key.startswith("aten::")) / steps,
+        "top_calls_per_step": {e.key: e.count / steps for e in frequent},
+        "item_calls_per_step": sum(e.count for e in events if e.key in SCALAR_READS) / steps,
+        "syncs_per_step": max(syncs, 0) / steps if cuda else None,
+        "kernel_launches_per_step": (
+            sum(e.count for e in events if e.key in KERNEL_LAUNCHES) / steps if cuda else None
+        ),
+        "top_self_ms_per_step": {e.key: self_us(e) / 1000 / steps for e in top},
+    }
 
 
 def bench_dataset(args: argparse.Namespace, dataset: str, device: torch.device) -> dict:
     bench = Bench(args, dataset, device, args.variants)
     times: dict[str, list[float]] = {v: [] for v in args.variants}
     for rep in range(args.warmup + args.reps):
-        order = args.variants[rep % len(args.variants):] + args.variants[:rep % len(args.variants)]
+        order = args.variants[rep % len(args.variants) :] + args.variants[: rep % len(args.variants)]
         for variant in order:
             seconds = bench.run(variant)
             if rep >= args.warmup:
                 times[variant].append(seconds)
-        print(f"{dataset}: repetition {rep + 1}/{args.warmup + args.reps}"
-              f"{' (warm-up)' if rep < args.warmup else ''}", file=sys.stderr, flush=True)
+        print(
+            f"{dataset}: repetition {rep + 1}/{args.warmup + args.reps}{' (warm-up)' if rep < args.warmup else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
     rows = {}
     for variant in args.variants:
         ratios = [t / c for t, c in zip(times[variant], times["ce"])] if "ce" in times else []
@@ -362,83 +460,128 @@ def target_lines(results: dict) -> list[str]:
         ratio = {v: r["ratio_to_ce_median"] for v, r in rows.items()}
         if "hamr_exact" in ratio and ratio["hamr_exact"] is not None:
             value = ratio["hamr_exact"]
-            lines.append(f"| {dataset} | HAMR exact step / CE step | <= {time_target} | "
-                         f"{value:.2f} | {'met' if value <= time_target else 'not met'} |")
+            lines.append(
+                f"| {dataset} | HAMR exact step / CE step | <= {time_target} | "
+                f"{value:.2f} | {'met' if value <= time_target else 'not met'} |"
+            )
         profiles = {v: r.get("profile", {}) for v, r in rows.items()}
-        ops_key, ops_name = (("kernel_launches_per_step", "kernel launches") if on_cuda
-                             else ("aten_ops_per_step", "aten operator calls"))
+        ops_key, ops_name = (
+            ("kernel_launches_per_step", "kernel launches") if on_cuda else ("aten_ops_per_step", "aten operator calls")
+        )
         if profiles.get("ce", {}).get(ops_key) and profiles.get("hamr_exact", {}).get(ops_key):
             value = profiles["hamr_exact"][ops_key] / profiles["ce"][ops_key]
-            lines.append(f"| {dataset} | {ops_name} per step, HAMR exact / CE | <= {TARGETS['ops_exact_over_ce']} | "
-                         f"{value:.2f} | {'met' if value <= TARGETS['ops_exact_over_ce'] else 'not met'} |")
+            lines.append(
+                f"| {dataset} | {ops_name} per step, HAMR exact / CE | <= {TARGETS['ops_exact_over_ce']} | "
+                f"{value:.2f} | {'met' if value <= TARGETS['ops_exact_over_ce'] else 'not met'} |"
+            )
         if "authors" in ratio and "hamr_exact" in ratio and ratio["hamr_exact"]:
             value = ratio["authors"] / ratio["hamr_exact"]
-            lines.append(f"| {dataset} | authors' step / HAMR exact step | >= {TARGETS['authors_over_hamr_exact']} | "
-                         f"{value:.2f} | {'met' if value >= TARGETS['authors_over_hamr_exact'] else 'not met'} |")
+            lines.append(
+                f"| {dataset} | authors' step / HAMR exact step | >= {TARGETS['authors_over_hamr_exact']} | "
+                f"{value:.2f} | {'met' if value >= TARGETS['authors_over_hamr_exact'] else 'not met'} |"
+            )
         if ratio.get("hamr_exact_graphed") is not None:
             value = ratio["hamr_exact_graphed"]
             graphed_ce = rows.get("ce_graphed", {}).get("seconds_per_step_median")
-            versus = (f"; / CE graphed {rows['hamr_exact_graphed']['seconds_per_step_median'] / graphed_ce:.2f}"
-                      if graphed_ce else "")
-            lines.append(f"| {dataset} | HAMR exact step as a CUDA graph / CE step | <= {time_target} | {value:.2f}{versus} | "
-                         f"{'met' if value <= time_target else 'not met'} (prototype: not in the training loop) |")
-        cheap = {v: r for v, r in ratio.items()
-                 if v not in ("ce", "hamr_exact", "authors", *GRAPHED) and r is not None}
+            versus = (
+                f"; / CE graphed {rows['hamr_exact_graphed']['seconds_per_step_median'] / graphed_ce:.2f}"
+                if graphed_ce
+                else ""
+            )
+            lines.append(
+                f"| {dataset} | HAMR exact step as a CUDA graph / CE step | <= {time_target} | {value:.2f}{versus} | "
+                f"{'met' if value <= time_target else 'not met'} (prototype: not in the training loop) |"
+            )
+        cheap = {v: r for v, r in ratio.items() if v not in ("ce", "hamr_exact", "authors", *GRAPHED) and r is not None}
         if cheap:
             best = min(cheap, key=cheap.get)
-            lines.append(f"| {dataset} | cheapest mode ({best}) / CE step | <= {TARGETS['cheapest_over_ce']} | "
-                         f"{cheap[best]:.2f} | {'met' if cheap[best] <= TARGETS['cheapest_over_ce'] else 'not met'} "
-                         "(speed only; dev Macro-F1 within a seed-std: see README) |")
+            lines.append(
+                f"| {dataset} | cheapest mode ({best}) / CE step | <= {TARGETS['cheapest_over_ce']} | "
+                f"{cheap[best]:.2f} | {'met' if cheap[best] <= TARGETS['cheapest_over_ce'] else 'not met'} "
+                "(speed only; dev Macro-F1 within a seed-std: see README) |"
+            )
         if rows.get("ce", {}).get(memory_key) and rows.get("hamr_exact", {}).get(memory_key):
             value = rows["hamr_exact"][memory_key] / rows["ce"][memory_key]
-            lines.append(f"| {dataset} | peak memory HAMR exact / CE ({memory_key}) | <= "
-                         f"{TARGETS['memory_exact_over_ce']} | {value:.2f} | "
-                         f"{'met' if value <= TARGETS['memory_exact_over_ce'] else 'not met'} |")
+            lines.append(
+                f"| {dataset} | peak memory HAMR exact / CE ({memory_key}) | <= "
+                f"{TARGETS['memory_exact_over_ce']} | {value:.2f} | "
+                f"{'met' if value <= TARGETS['memory_exact_over_ce'] else 'not met'} |"
+            )
     return lines
 
 
 def markdown(results: dict) -> str:
     memory_key = memory_metric(results["device"])
-    lines = [f"# Training-step benchmark ({results['device']})", "",
-             f"Command: `{results['command']}`  ", f"Date: {results['date']}; machine: {results['machine']}; "
-             f"torch {results['torch']}; {results.get('precision', 'fp32')}; batch {results['batch_size']}, max length {results['max_length']}, "
-             f"{results['batches']} fixed batches x {results['reps']} interleaved repetitions "
-             f"(+{results['warmup']} warm-up).", "",
-             "Ratios are medians over repetitions of (variant time / CE time in the same repetition); "
-             "min-max in brackets. Absolute times drift with the machine, the ratios much less. Memory: on CPU, "
-             "the peak resident memory of a fresh process during two passes of the variant's steps (VmHWM reset "
-             "after model and data are loaded; the whole process's peak is in the JSON); on GPU, "
-             "torch.cuda.max_memory_allocated.", ""]
+    lines = [
+        f"# Training-step benchmark ({results['device']})",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Date: {results['date']}; machine: {results['machine']}; "
+        f"torch {results['torch']}; {results.get('precision', 'fp32')}; batch {results['batch_size']}, "
+        f"max length {results['max_length']}, "
+        f"{results['batches']} fixed batches x {results['reps']} interleaved repetitions "
+        f"(+{results['warmup']} warm-up).",
+        "",
+        "Ratios are medians over repetitions of (variant time / CE time in the same repetition); "
+        "min-max in brackets. Absolute times drift with the machine, the ratios much less. Memory: on CPU, "
+        "the peak resident memory of a fresh process during two passes of the variant's steps (VmHWM reset "
+        "after model and data are loaded; the whole process's peak is in the JSON); on GPU, "
+        "torch.cuda.max_memory_allocated.",
+        "",
+    ]
     for dataset, result in results["datasets"].items():
-        lines += [f"## {dataset} ({result['task']}, {result['model']})", "",
-                  f"| variant | s/step | examples/s | / CE step | {memory_key} |", "|---|---|---|---|---|"]
+        lines += [
+            f"## {dataset} ({result['task']}, {result['model']})",
+            "",
+            f"| variant | s/step | examples/s | / CE step | {memory_key} |",
+            "|---|---|---|---|---|",
+        ]
         for variant, row in result["variants"].items():
             ratio = row["ratio_to_ce_median"]
             spread = f"{ratio:.2f} [{row['ratio_to_ce_min']:.2f}-{row['ratio_to_ce_max']:.2f}]" if ratio else "-"
             memory = f"{row[memory_key]:.0f}" if row.get(memory_key) is not None else "-"
-            lines.append(f"| {variant} | {row['seconds_per_step_median']:.3f} | {row['examples_per_second']:.1f} | "
-                         f"{spread} | {memory} |")
+            lines.append(
+                f"| {variant} | {row['seconds_per_step_median']:.3f} | {row['examples_per_second']:.1f} | "
+                f"{spread} | {memory} |"
+            )
         lines += [""] + [f"- `{v}`: {DESCRIPTIONS[v]}" for v in result["variants"]] + [""]
         profiled = {v: r["profile"] for v, r in result["variants"].items() if "profile" in r}
         if profiled:
-            lines += ["Profiler (one pass, per training step): aten operator calls (nested calls counted; on any "
-                      "device) and their ratio to CE's, CUDA synchronisations (the host waiting for the device), "
-                      "kernel launches, and the three operators with the most self time (ms).", "",
-                      "| variant | aten ops | / CE | syncs | launches | top operators |", "|---|---|---|---|---|---|"]
+            lines += [
+                "Profiler (one pass, per training step): aten operator calls (nested calls counted; on any "
+                "device) and their ratio to CE's, CUDA synchronisations (the host waiting for the device), "
+                "kernel launches, and the three operators with the most self time (ms).",
+                "",
+                "| variant | aten ops | / CE | syncs | launches | top operators |",
+                "|---|---|---|---|---|---|",
+            ]
             ce_ops = profiled.get("ce", {}).get("aten_ops_per_step")
             for v, prof in profiled.items():
                 top = ", ".join(f"{k} {ms:.1f}" for k, ms in list(prof["top_self_ms_per_step"].items())[:3])
                 fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
                 ops = prof.get("aten_ops_per_step")
                 ratio = f"{ops / ce_ops:.2f}" if ops and ce_ops else "-"
-                lines.append(f"| {v} | {fmt(ops)} | {ratio} | {fmt(prof['syncs_per_step'])} | "
-                             f"{fmt(prof['kernel_launches_per_step'])} | {top} |")
+                lines.append(
+                    f"| {v} | {fmt(ops)} | {ratio} | {fmt(prof['syncs_per_step'])} | "
+                    f"{fmt(prof['kernel_launches_per_step'])} | {top} |"
+                )
             lines += ["", "Most frequent operators, calls per step:", ""]
-            lines += [f"- `{v}`: " + ", ".join(f"{k.removeprefix('aten::')} {n:.0f}" for k, n in
-                                               prof.get("top_calls_per_step", {}).items()) for v, prof in profiled.items()]
+            lines += [
+                f"- `{v}`: "
+                + ", ".join(
+                    f"{k.removeprefix('aten::')} {n:.0f}" for k, n in prof.get("top_calls_per_step", {}).items()
+                )
+                for v, prof in profiled.items()
+            ]
             lines.append("")
-    lines += ["## Targets", "", "| dataset | quantity | target | measured | |", "|---|---|---|---|---|",
-              *target_lines(results), ""]
+    lines += [
+        "## Targets",
+        "",
+        "| dataset | quantity | target | measured | |",
+        "|---|---|---|---|---|",
+        *target_lines(results),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -454,26 +597,38 @@ def main(argv=None) -> None:
 
     device = pick_device(args.device)
     if GRAPHED & set(args.variants) and device.type != "cuda":
-        raise SystemExit(f"bench_step: {', '.join(sorted(GRAPHED & set(args.variants)))} capture CUDA graphs: "
-                         "they need --device cuda")
+        raise SystemExit(
+            f"bench_step: {', '.join(sorted(GRAPHED & set(args.variants)))} capture CUDA graphs: "
+            "they need --device cuda"
+        )
     started = time.time()
     results = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "device": str(device),
-        "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                    else f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"),
-        "torch": torch.__version__, "precision": args.precision, "batch_size": args.batch_size, "max_length": args.max_length,
-        "batches": args.batches, "reps": args.reps, "warmup": args.warmup,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "device": str(device),
+        "machine": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"
+        ),
+        "torch": torch.__version__,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "batches": args.batches,
+        "reps": args.reps,
+        "warmup": args.warmup,
         "datasets": {dataset: bench_dataset(args, dataset, device) for dataset in args.datasets},
     }
     results["seconds"] = time.time() - started
-    suffix = ("" if args.precision == "fp32" else f"_{args.precision}") + ("" if args.model == "minilm" else f"_{args.model}")
+    suffix = ("" if args.precision == "fp32" else f"_{args.precision}") + (
+        "" if args.model == "minilm" else f"_{args.model}"
+    )
     stem = args.out / f"step_{device.type}{suffix}"
     atomic_write_bytes(stem.with_suffix(".json"), json.dumps(results, indent=2).encode())
     text = markdown(results)
     atomic_write_bytes(stem.with_suffix(".md"), text.encode())
     print(text)
-
 
 
 if __name__ == "__main__":  # the memory probe runs each variant in a fresh process: python -m hamr.benchmark.step

@@ -58,8 +58,7 @@ def encode_split(split: Split, task: str, label2id: dict[str, int], tokenizer, m
         full = tokenizer(split.inputs, truncation=False)["input_ids"]
         truncated = sum(len(ids) > max_length for ids in full)
         labels = [label2id[t] for t in split.targets]
-        features = [{**{k: enc[k][i] for k in enc.keys()}, "labels": labels[i], "index": i}
-                    for i in range(len(split))]
+        features = [{**{k: enc[k][i] for k in enc.keys()}, "labels": labels[i], "index": i} for i in range(len(split))]
         return EncodedSplit(features, truncated)
     enc = tokenizer(split.inputs, is_split_into_words=True, truncation=True, max_length=max_length)
     full = tokenizer(split.inputs, is_split_into_words=True, truncation=False)
@@ -76,8 +75,9 @@ def encode_split(split: Split, task: str, label2id: dict[str, int], tokenizer, m
     return EncodedSplit(features, truncated, words, unrepresented)
 
 
-def encode_split_cached(split: Split, task: str, label2id: dict[str, int], tokenizer, max_length: int,
-                        cache_dir: Path | None) -> EncodedSplit:
+def encode_split_cached(
+    split: Split, task: str, label2id: dict[str, int], tokenizer, max_length: int, cache_dir: Path | None
+) -> EncodedSplit:
     """:func:`encode_split`, cached on disk under ``<cache_dir>/tokenized/`` by a hash of the
     tokenizer (its class, name and vocabulary size), max_length, the labels and the split's content;
     a sweep re-reads instead of re-tokenising."""
@@ -85,9 +85,21 @@ def encode_split_cached(split: Split, task: str, label2id: dict[str, int], token
         return encode_split(split, task, label2id, tokenizer, max_length)
     from hamr.results import atomic_write_bytes
 
-    key = hashlib.sha1(json.dumps([CACHE_FORMAT, type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer),
-                                   max_length, task, sorted(label2id.items()), split.inputs,
-                                   split.targets]).encode()).hexdigest()
+    key = hashlib.sha1(
+        json.dumps(
+            [
+                CACHE_FORMAT,
+                type(tokenizer).__name__,
+                tokenizer.name_or_path,
+                len(tokenizer),
+                max_length,
+                task,
+                sorted(label2id.items()),
+                split.inputs,
+                split.targets,
+            ]
+        ).encode()
+    ).hexdigest()
     path = Path(cache_dir) / "tokenized" / f"{split.name}-{key[:16]}.pt"
     if path.is_file():
         try:
@@ -95,12 +107,20 @@ def encode_split_cached(split: Split, task: str, label2id: dict[str, int], token
             log.info("%s: tokenised examples from cache %s", split.name, path)
             return EncodedSplit(cached["features"], cached["truncated"], cached["words"], cached["unrepresented"])
         except Exception as err:  # noqa: BLE001 - a damaged cache file is rebuilt, whatever is wrong with it
-            log.warning("tokenisation cache %s is unreadable (%s): tokenising again and replacing it", path,
-                        type(err).__name__)
+            log.warning(
+                "tokenisation cache %s is unreadable (%s): tokenising again and replacing it", path, type(err).__name__
+            )
     encoded = encode_split(split, task, label2id, tokenizer, max_length)
     buffer = io.BytesIO()
-    torch.save({"features": encoded.features, "truncated": encoded.truncated, "words": encoded.words,
-                "unrepresented": encoded.unrepresented}, buffer)
+    torch.save(
+        {
+            "features": encoded.features,
+            "truncated": encoded.truncated,
+            "words": encoded.words,
+            "unrepresented": encoded.unrepresented,
+        },
+        buffer,
+    )
     atomic_write_bytes(path, buffer.getvalue())
     return encoded
 
@@ -115,12 +135,16 @@ def length_sorted_loader(data: EncodedSplit, collate, batch_size: int) -> tuple[
     """Batches of similar length (less padding) for evaluation and embedding; returns the loader
     and the order, so that outputs can be put back in split order."""
     order = sorted(range(len(data)), key=lambda i: len(data.features[i]["input_ids"]))
-    return DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size,
-                      shuffle=False, collate_fn=collate), order
+    return DataLoader(
+        torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False, collate_fn=collate
+    ), order
 
 
 def model_inputs(batch: dict, device: torch.device | None = None) -> dict:
     """The tensors the encoder takes (labels and index stay out: losses are computed outside),
     moved to ``device`` (None: where they are)."""
-    return {k: v if device is None else v.to(device, non_blocking=True) for k, v in batch.items()
-            if k not in ("labels", "index")}
+    return {
+        k: v if device is None else v.to(device, non_blocking=True)
+        for k, v in batch.items()
+        if k not in ("labels", "index")
+    }

@@ -37,8 +37,9 @@ def setfit_records(rows) -> list[dict]:
 
 def humaid_records(rows) -> list[dict]:
     names = sorted({r["class_label"] for r in rows})
-    return [{"text": r["tweet_text"], "label": names.index(r["class_label"]),
-             "label_text": r["class_label"]} for r in rows]
+    return [
+        {"text": r["tweet_text"], "label": names.index(r["class_label"]), "label_text": r["class_label"]} for r in rows
+    ]
 
 
 def _json_lines(path: str) -> list[dict]:
@@ -59,10 +60,12 @@ def _fetch(hub: Any, filename: str, dataset: str, folder: Path) -> str:
         return hf_hub_download(hub.path, filename, repo_type="dataset", revision=hub.revision)
     except Exception as err:  # noqa: BLE001 - every huggingface_hub/network error becomes one line
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise DataError(f"{dataset}: no files in {folder}, none shipped with hamr, and downloading {hub.path}/"
-                        f"{filename} from the Hugging Face Hub failed ({type(err).__name__}: {reason[:160]}). Fix: "
-                        f"set HAMR_DATA_DIR to a folder holding {dataset}/train.json, dev.json and test.json, or "
-                        "connect to the Hub") from None
+        raise DataError(
+            f"{dataset}: no files in {folder}, none shipped with hamr, and downloading {hub.path}/"
+            f"{filename} from the Hugging Face Hub failed ({type(err).__name__}: {reason[:160]}). Fix: "
+            f"set HAMR_DATA_DIR to a folder holding {dataset}/train.json, dev.json and test.json, or "
+            "connect to the Hub"
+        ) from None
     finally:
         hub_log.setLevel(level)
 
@@ -78,8 +81,10 @@ def download(hub: Any, task: str, folder: Path, files: dict[str, str], dataset: 
         DataError: no Hub source is configured, or a download failed (one line with the fix).
     """
     if hub.format == "none" or not hub.path:
-        raise DataError(f"{dataset}: no files in {folder} and no Hub source is configured. Fix: put "
-                        f"{', '.join(files.values())} there, or set dataset.hub.path")
+        raise DataError(
+            f"{dataset}: no files in {folder} and no Hub source is configured. Fix: put "
+            f"{', '.join(files.values())} there, or set dataset.hub.path"
+        )
     id2label = None
     if hub.format == "tner":
         with open(_fetch(hub, hub.label_file, dataset, folder), encoding="utf-8") as f:

@@ -44,6 +44,12 @@ def load_dataset_splits(ds, seed: int, strict_iob2: bool = False) -> TaskData:
     data.train = cap_split(data.train, ds.task, ds.max_train_examples, seed)
     data.dev = cap_split(data.dev, ds.task, ds.max_eval_examples, seed)
     data.test = cap_split(data.test, ds.task, ds.max_eval_examples, seed)
-    log.info("%s: %d train, %d dev, %d test examples; %d labels", ds.name, len(data.train),
-             len(data.dev), len(data.test), len(data.label_names))
+    log.info(
+        "%s: %d train, %d dev, %d test examples; %d labels",
+        ds.name,
+        len(data.train),
+        len(data.dev),
+        len(data.test),
+        len(data.label_names),
+    )
     return data

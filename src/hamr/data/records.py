@@ -86,11 +86,19 @@ def _read_cls(path: Path) -> Split:
     except UnicodeDecodeError as err:
         raise _fail(path, f"byte {err.start}", "not UTF-8", "re-save the file as UTF-8") from None
     except json.JSONDecodeError as err:
-        raise _fail(path, f"line {err.lineno}", f"invalid JSON ({err.msg})",
-                    "the file must be one JSON array of {\"text\", \"label\", \"label_text\"}") from None
+        raise _fail(
+            path,
+            f"line {err.lineno}",
+            f"invalid JSON ({err.msg})",
+            'the file must be one JSON array of {"text", "label", "label_text"}',
+        ) from None
     if not isinstance(records, list):
-        raise _fail(path, "top level", "not a JSON array",
-                    "wrap the records in [ ... ] (classification files are one JSON array)")
+        raise _fail(
+            path,
+            "top level",
+            "not a JSON array",
+            "wrap the records in [ ... ] (classification files are one JSON array)",
+        )
     texts, labels = [], []
     for i, record in enumerate(records):
         where = f"record {i}"
@@ -98,15 +106,17 @@ def _read_cls(path: Path) -> Split:
             raise _fail(path, where, "not a JSON object", 'use {"text": ..., "label_text": ...}')
         text, label = record.get("text"), record.get("label_text")
         if not isinstance(text, str):
-            raise _fail(path, where, f"field 'text' is {type(text).__name__}, not a string",
-                        "give every record a string 'text'")
+            raise _fail(
+                path, where, f"field 'text' is {type(text).__name__}, not a string", "give every record a string 'text'"
+            )
         if not text.strip():
             raise _fail(path, where, "empty 'text'", "drop the record or fill in its text")
         if label is None and isinstance(record.get("label"), str):
             label = record["label"]
         if not isinstance(label, str) or not label:
-            raise _fail(path, where, "missing string field 'label_text'",
-                        "give every record its class name in 'label_text'")
+            raise _fail(
+                path, where, "missing string field 'label_text'", "give every record its class name in 'label_text'"
+            )
         texts.append(text)
         labels.append(label)
     return Split(path.stem, path, texts, labels)
@@ -125,26 +135,35 @@ def _read_ner(path: Path) -> Split:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise _fail(path, where, f"invalid JSON ({err.msg})",
-                        'write one {"tokens": [...], "ner_tags": [...]} object per line') from None
+            raise _fail(
+                path,
+                where,
+                f"invalid JSON ({err.msg})",
+                'write one {"tokens": [...], "ner_tags": [...]} object per line',
+            ) from None
         if not isinstance(record, dict):
             raise _fail(path, where, "not a JSON object", 'use {"tokens": [...], "ner_tags": [...]}')
         tokens, tags = record.get("tokens"), record.get("ner_tags")
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise _fail(path, where, "field 'tokens' is not a list of strings",
-                        "give every line a 'tokens' list of strings")
+            raise _fail(
+                path, where, "field 'tokens' is not a list of strings", "give every line a 'tokens' list of strings"
+            )
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise _fail(path, where, "field 'ner_tags' is not a list of strings",
-                        "give every line 'ner_tags' as strings (O, B-TYPE, I-TYPE)")
+            raise _fail(
+                path,
+                where,
+                "field 'ner_tags' is not a list of strings",
+                "give every line 'ner_tags' as strings (O, B-TYPE, I-TYPE)",
+            )
         if len(tokens) != len(tags):
-            raise _fail(path, where, f"{len(tokens)} tokens but {len(tags)} tags",
-                        "give exactly one tag per token")
+            raise _fail(path, where, f"{len(tokens)} tokens but {len(tags)} tags", "give exactly one tag per token")
         if not tokens:
             raise _fail(path, where, "empty sentence", "drop the line")
         bad = [t for t in tags if not _TAG.fullmatch(t)]
         if bad:
-            raise _fail(path, where, f"tag {bad[0]!r} is not IOB2",
-                        "use O, B-TYPE or I-TYPE (convert IOBES/BILOU tags first)")
+            raise _fail(
+                path, where, f"tag {bad[0]!r} is not IOB2", "use O, B-TYPE or I-TYPE (convert IOBES/BILOU tags first)"
+            )
         tokens_list.append(tokens)
         tags_list.append(tags)
     return Split(path.stem, path, tokens_list, tags_list)
@@ -153,8 +172,9 @@ def _read_ner(path: Path) -> Split:
 def read_split(path: Path, task: str) -> Split:
     """Read one split file; raises DataError naming the file and record on bad input."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found. Fix: point dataset.dir at the folder holding "
-                        f"{path.name}, or set HAMR_DATA_DIR")
+        raise DataError(
+            f"{path}: file not found. Fix: point dataset.dir at the folder holding {path.name}, or set HAMR_DATA_DIR"
+        )
     split = _read_ner(path) if task == "ner" else _read_cls(path)
     if len(split) == 0:
         raise _fail(path, "whole file", "the split is empty", "add examples to this split")
@@ -181,10 +201,19 @@ def _check_iob2(split: Split, strict: bool) -> None:
         return
     first = next(i for i, c in enumerate(counts) if c)
     if strict:
-        raise _fail(split.path, f"sentence {first}", f"{total} I- tags open a span (IOB1, not IOB2)",
-                    "convert the tags to IOB2 (B- at every span start) or use trainer.seqeval_mode=default")
-    log.warning("%s: %d I- tags open a span (IOB1 style, first in sentence %d); read as B- tags, as conlleval "
-                "does (trainer.seqeval_mode=strict refuses them)", split.path, total, first)
+        raise _fail(
+            split.path,
+            f"sentence {first}",
+            f"{total} I- tags open a span (IOB1, not IOB2)",
+            "convert the tags to IOB2 (B- at every span start) or use trainer.seqeval_mode=default",
+        )
+    log.warning(
+        "%s: %d I- tags open a span (IOB1 style, first in sentence %d); read as B- tags, as conlleval "
+        "does (trainer.seqeval_mode=strict refuses them)",
+        split.path,
+        total,
+        first,
+    )
 
 
 def load_task_data(folder: Path, task: str, files: dict[str, str], strict_iob2: bool = False) -> TaskData:
@@ -201,22 +230,32 @@ def load_task_data(folder: Path, task: str, files: dict[str, str], strict_iob2: 
     train_classes = _classes(splits["train"], task)
     kind = "class" if task == "cls" else "entity type"
     if len(train_classes) < 2 and task == "cls":
-        raise _fail(splits["train"].path, "whole file",
-                    f"only one class ({next(iter(train_classes))!r}) in the training split",
-                    "a classifier needs at least two classes in train")
+        raise _fail(
+            splits["train"].path,
+            "whole file",
+            f"only one class ({next(iter(train_classes))!r}) in the training split",
+            "a classifier needs at least two classes in train",
+        )
     if not train_classes:
-        raise _fail(splits["train"].path, "whole file", "no entity span in the training split",
-                    "check the ner_tags (all O?)")
+        raise _fail(
+            splits["train"].path, "whole file", "no entity span in the training split", "check the ner_tags (all O?)"
+        )
     for name in ("dev", "test"):
         unseen = sorted(set(_classes(splits[name], task)) - set(train_classes))
         if unseen:
             split = splits[name]
-            first = next(i for i, t in enumerate(split.targets)
-                         if (t in unseen if task == "cls" else set(entity_types(t)) & set(unseen)))
+            first = next(
+                i
+                for i, t in enumerate(split.targets)
+                if (t in unseen if task == "cls" else set(entity_types(t)) & set(unseen))
+            )
             record = f"record {first}" if task == "cls" else f"sentence {first}"
-            raise _fail(split.path, record, f"{kind} {unseen[0]!r} never occurs in train "
-                        f"({len(unseen)} unseen: {', '.join(unseen)})",
-                        f"add training examples of it or remove it from {name}")
+            raise _fail(
+                split.path,
+                record,
+                f"{kind} {unseen[0]!r} never occurs in train ({len(unseen)} unseen: {', '.join(unseen)})",
+                f"add training examples of it or remove it from {name}",
+            )
     types = sorted(train_classes)
     label_names = types if task == "cls" else ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
     return TaskData(task, label_names, splits["train"], splits["dev"], splits["test"])
