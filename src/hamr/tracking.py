@@ -19,6 +19,17 @@ class NullTracker:
     def table(self, key: str, columns: list[str], rows: list[list]) -> None:
         pass
 
+    def finish_run(self, metrics: dict) -> None:
+        """A finished run's summary scores and per-class F1 table (from its metrics.json record), then finish."""
+        self.summary({k: metrics[k] for k in ("dev_macro_f1", "test_macro_f1", "selected_epoch", "train_seconds")})
+        dev, test = metrics["dev"], metrics["test"]
+        self.table(
+            "per_class_f1",
+            ["class", "dev_f1", "test_f1", "test_support"],
+            [[c, dev["per_class_f1"].get(c, 0.0), f1, test["support"][c]] for c, f1 in test["per_class_f1"].items()],
+        )
+        self.finish()
+
     def finish(self) -> None:
         pass
 

@@ -1,37 +1,32 @@
 """The one training entry point: ``python -m hamr.train [overrides]`` (Hydra).
 
-Composes the config, validates it, builds data, model, loss and training method, trains, scores
-test once with the checkpoint chosen on dev, writes ``metrics.json``; returns the dev Macro-F1
-so that Hydra sweepers can optimise it.
+Validates the composed config, builds data, model, loss and method, trains, scores test once with
+the checkpoint chosen on dev, writes ``metrics.json``; returns the dev Macro-F1 for Hydra's sweepers.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from pathlib import Path
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 from transformers import set_seed
 
-from hamr.checkpoint import Checkpointer, Stopped
+from hamr.checkpoint import Checkpointer
 from hamr.components import build_components
-from hamr.config import ConfigError, register_configs, validate
+from hamr.config import register_configs, validate
 from hamr.data.prepare import load_dataset_splits
-from hamr.data.records import DataError
 from hamr.evaluation import compact_predictions, predict, score
+from hamr.jobs import reported
 from hamr.lock import RunLock
-from hamr.loop import NumericalError, fit
+from hamr.loop import fit
 from hamr.preflight import preflight
 from hamr.results import git_commit, write_run
-from hamr.runs import finished_run, record_failure, result_relevant, run_record
+from hamr.runs import finished_run, result_relevant, run_record
 from hamr.tracking import make_tracker
 
 log = logging.getLogger("hamr.train")
@@ -132,16 +127,7 @@ def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock, 
     path = write_run(run_dir, metrics, compact_predictions(task_data, task_data.test, test_predictions))
     (run_dir / "error.json").unlink(missing_ok=True)  # an earlier failure of this run is superseded
     checkpointer.remove()  # finished: nothing left to resume
-    tracker.summary({k: metrics[k] for k in ("dev_macro_f1", "test_macro_f1", "selected_epoch", "train_seconds")})
-    tracker.table(
-        "per_class_f1",
-        ["class", "dev_f1", "test_f1", "test_support"],
-        [
-            [c, dev_scores["per_class_f1"].get(c, 0.0), f1, test_scores["support"][c]]
-            for c, f1 in test_scores["per_class_f1"].items()
-        ],
-    )
-    tracker.finish()
+    tracker.finish_run(metrics)
     log.info("dev Macro-F1 %.4f, test Macro-F1 %.4f -> %s", metrics["dev_macro_f1"], metrics["test_macro_f1"], path)
     return metrics
 
@@ -151,46 +137,8 @@ def _hydra_entry(cfg: DictConfig) -> float:
     ``objective_seeds`` (each seed its own run and run folder, so a repeated tuning command skips
     finished seeds)."""
     seeds = list(cfg.objective_seeds) or [cfg.trainer.seed]
-    scores = [_guarded_run(OmegaConf.merge(cfg, {"trainer": {"seed": seed}})) for seed in seeds]
+    scores = [reported(run, OmegaConf.merge(cfg, {"trainer": {"seed": seed}}))["dev_macro_f1"] for seed in seeds]
     return sum(scores) / len(scores)
-
-
-def _guarded_run(cfg: DictConfig) -> float:
-    """:func:`run` with its failures reported: a user error as one line (a single run) or in the
-    run folder's error.json (a sweep job, which Hydra counts and goes on from); a stop signal as
-    the exit status of a terminated process, after the scheduler's own handler."""
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    try:
-        try:
-            return run(cfg)["dev_macro_f1"]
-        except MissingMandatoryValue as err:  # e.g. a dataset YAML without name:
-            base = (
-                " (dataset=_cls and _ner are the bases of dataset files, not datasets)"
-                if err.full_key == "dataset.name"
-                else ""
-            )
-            raise ConfigError(
-                f"config: {err.full_key} is not set; set it in its YAML file or on the command line "
-                f"({err.full_key}=...){base}"
-            ) from None
-    except Stopped as stop:  # the checkpoint is saved; exit as a terminated process does
-        log.warning("%s", stop)
-        previous = signal.getsignal(stop.signum)
-        if stop.signum != signal.SIGINT and callable(previous):
-            previous(stop.signum, None)  # a scheduler's handler (submitit: requeue the job, which resumes)
-        raise SystemExit(128 + stop.signum) from None
-    except (ConfigError, DataError, NumericalError) as err:  # the user's input: one line, no traceback
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise  # the traceback, on request
-        if not multirun:
-            raise SystemExit(f"error: {err}") from None
-        path = record_failure(cfg, err)
-        log.error("job failed: %s (details: %s)", err, path)
-        raise RuntimeError(f"error: {err}") from None
-    except Exception as err:  # a bug: its traceback; a sweep job also leaves error.json for the tables
-        path = record_failure(cfg, err) if multirun else None
-        log.error("job failed: %s: %s%s", type(err).__name__, err, f" (details: {path})" if path else "")
-        raise
 
 
 def main() -> None:
