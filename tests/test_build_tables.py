@@ -31,6 +31,7 @@ def fake_run(
     dataset: str = "sst5",
     collapsed: bool = False,
     steps: int = 189,
+    dev_curve: tuple[float, float] | None = None,
 ) -> None:
     history = [
         {
@@ -43,6 +44,7 @@ def fake_run(
             "sample_share/pos": 0.6,
             "weight_p90": 1.0 + 0.1 * seed * epoch,
             "spearman_h_loss": 0.5,
+            **({"dev_macro_f1": dev_curve[epoch - 1]} if dev_curve else {}),
         }
         for epoch in (1, 2)
     ]
@@ -281,3 +283,39 @@ def test_the_gain_is_tested_on_the_seeds_where_neither_run_collapsed(tmp_path, b
     build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
     (test,) = json.loads((tmp_path / "t" / "significance.json").read_text())
     assert test["seeds"] == [2, 3] and test["collapsed_seeds"] == [1] and test["delta"] == 0.0
+
+
+def test_the_overall_answer_pairs_every_dataset_and_seed_against_the_best_baseline(tmp_path, build_tables):
+    """HAMR against the dev-chosen best baseline over all (dataset, seed) pairs: SST-5 +10 in three
+    seeds, BioNLP -5 in two (the third's baseline collapsed: left out); Wilcoxon on 5 pairs."""
+    for dataset, diff, seeds in (("sst5", 0.10, (1, 2, 3)), ("bionlp2004", -0.05, (1, 2, 3))):
+        for seed in seeds:
+            collapsed = dataset == "bionlp2004" and seed == 3
+            fake_run(
+                tmp_path,
+                "ce",
+                seed,
+                dev=0.5,
+                test=0.5,
+                pred=GOLD,
+                dataset=dataset,
+                collapsed=collapsed,
+                dev_curve=(0.4, 0.5),
+            )
+            fake_run(
+                tmp_path, "hamr_full", seed, dev=0.5, test=0.5 + diff, pred=GOLD, dataset=dataset, dev_curve=(0.48, 0.5)
+            )
+    build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    overall = pd.read_csv(tmp_path / "t" / "overall.csv", dtype=str, keep_default_na=False).set_index("configuration")
+    row = overall.loc["HAMR"]
+    assert row["pairs"] == "5" and row["wins"] == "3/5" and row["mean difference"] == "+4.00"  # (3 x 10 - 2 x 5) / 5
+    from scipy.stats import wilcoxon
+
+    assert float(row["p (Wilcoxon)"]) == pytest.approx(wilcoxon([10, 10, 10, -5, -5]).pvalue, rel=1e-2)
+    assert overall.loc["HAMR + loss (dev)", "pairs"] == "0"  # no HAMR over another loss ran
+    convergence = pd.read_csv(tmp_path / "t" / "convergence.csv", dtype=str, keep_default_na=False)
+    cells = convergence.set_index(["dataset", "configuration"])
+    assert cells.loc[("SST-5", "CE"), "last-epoch dev gain"] == "+10.00"
+    assert cells.loc[("SST-5", "HAMR"), "last-epoch dev gain"] == "+2.00"
+    assert cells.loc[("BioNLP", "CE"), "collapsed"] == "1" and cells.loc[("BioNLP", "CE"), "steps"] == "189"
+    assert (tmp_path / "t" / "overall.md").read_text().startswith("## Does HAMR help here?")

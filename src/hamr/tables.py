@@ -296,6 +296,89 @@ def modules_table(runs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def overall_table(runs: pd.DataFrame, resamples: int, seed: int = 0) -> pd.DataFrame:
+    """The table's single answer to "does HAMR help here?": for HAMR and HAMR over the loss chosen
+    on dev, its test Macro-F1 minus the dev-chosen best baseline's, paired by (dataset, seed) over
+    every pair where neither run collapsed; the mean difference with a bootstrap 95% interval over
+    the pairs, the wins, and the two-sided p of Wilcoxon's signed-rank test on the pairs."""
+    from scipy.stats import wilcoxon
+
+    rows = []
+    for label, pick in (
+        ("HAMR", lambda d: "hamr_full"),
+        ("HAMR + loss (dev)", lambda d: best_baseline(runs, d, HAMR_OVER_LOSS)),
+    ):
+        diffs = []
+        for dataset in paper.DATASETS:
+            method, baseline = pick(dataset), best_baseline(runs, dataset)
+            if method is None or baseline is None:
+                continue
+            a = runs[(runs.dataset == dataset) & (runs.method == method)].set_index("seed")
+            b = runs[(runs.dataset == dataset) & (runs.method == baseline)].set_index("seed")
+            diffs += [
+                100 * (a.test[s] - b.test[s])
+                for s in sorted(set(a.index) & set(b.index))
+                if not (a.collapsed[s] or b.collapsed[s])
+            ]
+        if not diffs:
+            rows.append(
+                {
+                    "configuration": label,
+                    "pairs": "0",
+                    "mean difference": "missing",
+                    "95% CI": "missing",
+                    "wins": "missing",
+                    "p (Wilcoxon)": "missing",
+                }
+            )
+            continue
+        values = np.asarray(diffs)
+        means = np.random.default_rng(seed).choice(values, (resamples, len(values))).mean(axis=1)
+        p_value = float(wilcoxon(values).pvalue) if len(values) > 1 and np.any(values != 0) else 1.0
+        rows.append(
+            {
+                "configuration": label,
+                "pairs": str(len(values)),
+                "mean difference": f"{values.mean():+.2f}",
+                "95% CI": f"[{np.quantile(means, 0.025):+.2f}, {np.quantile(means, 0.975):+.2f}]",
+                "wins": f"{int((values > 0).sum())}/{len(values)}",
+                "p (Wilcoxon)": f"{p_value:.3g}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and configuration: the mean over seeds of the last epoch's dev Macro-F1 gain over
+    the epoch before (x100; near 0: the runs stopped improving), the share of seeds whose best dev
+    epoch was the last, the optimizer steps, and the collapsed seeds."""
+    rows = []
+    for (dataset, method), sel in runs.groupby(["dataset", "method"], sort=False):
+        gains = [
+            100 * (m["history"][-1]["dev_macro_f1"] - m["history"][-2]["dev_macro_f1"])
+            for m in sel.metrics
+            if len(m.get("history", [])) >= 2 and all("dev_macro_f1" in r for r in m["history"][-2:])
+        ]
+        last_best = sum(m.get("selected_epoch") == len(m.get("history", [])) for m in sel.metrics)
+        rows.append(
+            {
+                "dataset": paper.DISPLAY.get(dataset, dataset),
+                "configuration": NAMES.get(method, method),
+                "seeds": str(len(sel)),
+                "last-epoch dev gain": f"{np.mean(gains):+.2f}" if gains else "-",
+                "best epoch is the last": f"{last_best}/{len(sel)}",
+                "steps": str(sel.steps.iloc[0]),
+                "collapsed": str(int(sel.collapsed.sum())),
+            }
+        )
+    order = {d: i for i, d in enumerate(paper.DISPLAY.values())}
+    return (
+        pd.DataFrame(rows).sort_values("dataset", key=lambda c: c.map(order), kind="stable")
+        if rows
+        else pd.DataFrame(rows)
+    )
+
+
 def steps_note(runs: pd.DataFrame) -> str:
     """The optimizer steps per run of each dataset, for the captions; a dataset whose methods took
     different numbers of steps is named with each count (a comparison that is not at equal steps)."""
@@ -427,6 +510,31 @@ def main(argv=None) -> int:
             args.out / "minority",
             "Rarest classes",
             "Test F1 (x100, mean over seeds) of each dataset's three rarest training classes.",
+        )
+    overall_df = overall_table(runs, args.resamples)
+    text = (
+        write_table(
+            overall_df,
+            args.out / "overall",
+            "Does HAMR help here?",
+            "Test Macro-F1 (x100) of each "
+            "HAMR minus the best baseline chosen on dev, paired by (dataset, seed) over every pair where "
+            "neither run collapsed: mean difference, bootstrap 95% interval over the pairs "
+            f"({args.resamples} resamples), wins, and the two-sided p of Wilcoxon's signed-rank test.",
+        )
+        + "\n"
+        + text
+    )
+    convergence_df = convergence_table(runs)
+    if len(convergence_df):
+        text += "\n" + write_table(
+            convergence_df,
+            args.out / "convergence",
+            "Did the runs converge?",
+            "Per cell: the "
+            "mean over seeds of the last epoch's dev Macro-F1 gain over the epoch before "
+            "(x100), how many seeds had their best dev epoch last, the optimizer steps of a "
+            "run, and the seeds that collapsed (more than half the classes at dev F1 0).",
         )
     seeds_df = seeds_table(runs, failed)
     if len(seeds_df):
