@@ -55,14 +55,20 @@ def collate(features):
     }
 
 
-def run_fit(method, max_skip_share=0.2, epochs=2, dev_curve=None, snapshots=None):
-    """``snapshots``: a list that receives a copy of the model's state at each dev evaluation."""
+def run_fit(method, max_skip_share=0.2, epochs=2, dev_curve=None, snapshots=None, checkpointer=None, on_dev=None):
+    """``snapshots``: a list that receives a copy of the model's state at each dev evaluation;
+    ``on_dev``: called with the evaluation's number (1, 2, ...) at each dev evaluation."""
     model = tiny_model().float().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in model.parameters()]
     scripted = iter(dev_curve or [0.0] * epochs)
 
+    calls = []
+
     def evaluate_dev():
+        calls.append(1)
+        if on_dev is not None:
+            on_dev(len(calls))
         if snapshots is not None:
             snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         return {"macro_f1": next(scripted), "micro_f1": 0.0}
@@ -83,6 +89,7 @@ def run_fit(method, max_skip_share=0.2, epochs=2, dev_curve=None, snapshots=None
         progress_bar=False,
         max_skip_share=max_skip_share,
         min_steps_before_abort=10,
+        checkpointer=checkpointer,
     )
     return result, model, before
 
@@ -158,33 +165,17 @@ def test_a_stop_signal_during_the_last_dev_evaluation_stops_the_run_with_its_che
 
     from hamr.checkpoint import Checkpointer, Stopped
 
-    model = tiny_model().float().train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     checkpointer = Checkpointer(tmp_path, tmp_path / "run", {"x": 1})
-    calls = []
 
-    def evaluate_dev():
-        calls.append(1)
-        if len(calls) == 2:  # the last epoch's evaluation
+    def terminate_during_the_last(evaluation: int) -> None:
+        if evaluation == 2:
             os.kill(os.getpid(), signal.SIGTERM)
-        return {"macro_f1": 0.5, "micro_f1": 0.5}
 
     with pytest.raises(Stopped) as stop:
-        fit(
-            model,
+        run_fit(
             BaselineMethod(CrossEntropyLoss(), "ce", torch.device("cpu")),
-            data(),
-            collate,
-            optimizer,
-            None,
-            epochs=2,
-            batch_size=4,
-            grad_clip=1.0,
-            seed=0,
-            evaluate_dev=evaluate_dev,
-            log_metrics=lambda *a: None,
-            progress_bar=False,
             checkpointer=checkpointer,
+            on_dev=terminate_during_the_last,
         )
     assert stop.value.signum == signal.SIGTERM and checkpointer.load()["epoch"] == 2
     assert signal.getsignal(signal.SIGTERM) is not checkpointer._handle  # the handlers are back

@@ -241,6 +241,11 @@ def fit(
         start_epoch, start_batch, resumed_order = resumed["epoch"], resumed["batch_in_epoch"], resumed["order"]
     step = result.steps
     model.train()
+
+    def save_state(**position) -> Path:
+        """Checkpoint this step boundary (``position``: where in the epoch, see :func:`_fit_state`)."""
+        return checkpointer.save(_fit_state(model, optimizer, scheduler, method, generator, result, **position))
+
     if checkpointer is not None:
         checkpointer.watch_signals()
     try:
@@ -288,22 +293,13 @@ def fit(
                     if step % 10 == 0:  # the progress bar's loss: a host read every 10 steps only
                         bar.set_postfix(loss=f"{running.item():.4f}")
                 if checkpointer is not None and checkpointer.stop_signal is not None:
-                    seconds = previous_seconds + time.perf_counter() - start
-                    path = checkpointer.save(
-                        _fit_state(
-                            model,
-                            optimizer,
-                            scheduler,
-                            method,
-                            generator,
-                            result,
-                            epoch=epoch,
-                            batch_in_epoch=batch_in_epoch,
-                            order=order,
-                            running=running,
-                            seen=seen,
-                            epoch_seconds=seconds,
-                        )
+                    path = save_state(
+                        epoch=epoch,
+                        batch_in_epoch=batch_in_epoch,
+                        order=order,
+                        running=running,
+                        seen=seen,
+                        epoch_seconds=previous_seconds + time.perf_counter() - start,
                     )
                     raise Stopped(checkpointer.stop_signal, path)
             epoch_seconds = previous_seconds + time.perf_counter() - start
@@ -336,21 +332,8 @@ def fit(
                 result.best_epoch, result.best_dev_scores = epoch + 1, dev
                 result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if checkpointer is not None:
-                path = checkpointer.save(
-                    _fit_state(
-                        model,
-                        optimizer,
-                        scheduler,
-                        method,
-                        generator,
-                        result,
-                        epoch=epoch + 1,
-                        batch_in_epoch=0,
-                        order=None,
-                        running=None,
-                        seen=0,
-                        epoch_seconds=0.0,
-                    )
+                path = save_state(
+                    epoch=epoch + 1, batch_in_epoch=0, order=None, running=None, seen=0, epoch_seconds=0.0
                 )
                 if checkpointer.stop_signal is not None:  # it came during the dev evaluation: stop here too
                     raise Stopped(checkpointer.stop_signal, path)
