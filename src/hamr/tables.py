@@ -72,6 +72,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile", default="custom", help="named in captions and the W&B group")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--no-wandb", action="store_true")
+    parser.add_argument(
+        "--keep-collapsed",
+        action="store_true",
+        help="compare collapsed runs like any other (the smoke profile, whose toy runs all collapse)",
+    )
     return parser.parse_args(argv)
 
 
@@ -466,6 +471,8 @@ def log_to_wandb(profile: str, tables: dict[str, pd.DataFrame], images: list[Pat
 def main(argv=None) -> int:
     args = parse_args(argv)
     runs, failed = load_runs(args.results)
+    if args.keep_collapsed:  # every run is compared as it is: nothing set apart, nothing marked
+        runs = runs.assign(collapsed=False)
     if len(runs) == 0 and len(failed) == 0:
         raise SystemExit(f"error: no runs under {args.results}/runs: run `make reproduce-table` first")
     args.out.mkdir(parents=True, exist_ok=True)
