@@ -19,10 +19,10 @@ def test_the_makefiles_lists_are_the_papers_grid():
     assert make_variable("ABLATION_DATASETS") == list(paper.ABLATION_DATASETS)
     assert make_variable("BASELINES") == list(paper.BASELINES)
     assert make_variable("ABLATIONS") == [a for a in paper.ABLATIONS if a != "full"]
-    assert make_variable("HAMR_LOSSES_smoke") == [b for b in paper.BASELINES if b != "ce"]
+    assert make_variable("HAMR_LOSSES_paper") == [b for b in paper.BASELINES if b != "ce"]
 
 
-def test_the_smoke_grid_runs_hamr_over_every_other_loss_and_the_cpu_grid_does_not_yet():
+def test_the_paper_and_smoke_grids_run_hamr_over_other_losses_and_the_cpu_grid_does_not_yet():
     def dry(profile: str) -> str:
         return subprocess.run(
             ["make", "-n", "reproduce-table", f"PROFILE={profile}"],
@@ -32,8 +32,9 @@ def test_the_smoke_grid_runs_hamr_over_every_other_loss_and_the_cpu_grid_does_no
             check=True,
         ).stdout
 
-    assert "baseline_loss=focal,dice,icf" in dry("smoke")
-    assert "baseline_loss=focal,dice,icf" not in dry("cpu")
+    assert "method=hamr hamr=default ablation=full baseline_loss=focal,dice,icf" in dry("paper")
+    assert "method=hamr hamr=default ablation=full baseline_loss=focal " in dry("smoke")
+    assert "ablation=full baseline_loss=" not in dry("cpu")
 
 
 def test_the_tuning_target_tunes_every_baseline():
