@@ -57,7 +57,7 @@ install:  ## create .venv with the CPU build of torch and the package (editable)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,cpu]'
+	$(BIN)/pip install -q -e '.[dev,cpu,hf]'
 
 test:  ## every test that runs on a CPU, the slow end-to-end ones too (what CI runs)
 	$(BIN)/python -m pytest -m "not gpu"

@@ -205,6 +205,18 @@ class MethodConfig:
         _check_path_name("method.name", self.name)
 
 
+# HAMR's neighbourhood boost strength λ by task when no profile tuned it (the authors' classification
+# and NER values): conf/hamr/default.yaml reads it through ${default_lambda:...}, hamr.hf by task
+DEFAULT_LAMBDA = {"cls": 0.7, "ner": 0.1}
+
+
+def default_lambda(task: str) -> float:
+    """``${default_lambda:${dataset.task}}``: λ's default for ``task`` (cls | ner)."""
+    if task not in DEFAULT_LAMBDA:
+        raise ValueError(f"default_lambda: task={task!r}; allowed: {' | '.join(DEFAULT_LAMBDA)}")
+    return DEFAULT_LAMBDA[task]
+
+
 @dataclass
 class MetaConfig:
     """How often and over which parameters the meta step runs."""
@@ -234,7 +246,7 @@ class HamrConfig:
     run length (``conf/hamr/default.yaml``)."""
 
     tau: float = 0.7  # sampling exponent: p ∝ (h + epsilon)^tau (1 + lambda_ b); < 1 flattens
-    lambda_: float = 0.7  # neighbourhood boost strength (authors' NER: 0.1)
+    lambda_: float = DEFAULT_LAMBDA["cls"]  # neighbourhood boost strength (NER: DEFAULT_LAMBDA["ner"])
     # Hardness EMA h <- gamma h + (1 - gamma) v: gamma per application as in the authors' code, or
     # hardness_half_life in visits of the example (per_example) or in epochs (global_decay).
     gamma: float | None = None
@@ -443,10 +455,11 @@ def short_dirname(name: str) -> str:
 
 
 def register_configs() -> None:
-    """Register the schemas and the ``per_task``, ``tuned``, ``short_dirname`` and ``hamr_method_name``
-    resolvers; called before Hydra composes."""
+    """Register the schemas and the ``per_task``, ``default_lambda``, ``tuned``, ``short_dirname`` and
+    ``hamr_method_name`` resolvers; called before Hydra composes."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("per_task", per_task, replace=True)
+    OmegaConf.register_new_resolver("default_lambda", default_lambda, replace=True)
     OmegaConf.register_new_resolver("tuned", tuned, replace=True)
     OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
     OmegaConf.register_new_resolver("hamr_method_name", hamr_method_name, replace=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from hamr.algorithm.meta_step import meta_step
+from hamr.algorithm.meta_step import finite_meta_step, meta_step
 from hamr.algorithm.weights import WeightNet, batch_zscore, example_weights
 from hamr.data.encode import model_inputs
 from hamr.evaluation import autocast
@@ -96,34 +96,39 @@ def ce_step(
     return step
 
 
-def hamr_step(
+def hamr_loss(
     model: torch.nn.Module,
     weight_net: WeightNet,
     weight_optimizer: torch.optim.Optimizer,
-    optimizer: torch.optim.Optimizer,
     *,
     example_loss,
     meta_loss,
     inner_lr: float,
     clip: tuple[float, float],
-    grad_clip: float = 1.0,
     precision: str = "fp32",
     scope: set[str] | None = None,
     weighted_update: bool = True,
     meta_step_fn: Callable = meta_step,
+    functional_model: torch.nn.Module | None = None,
+    reduce_weight_net_grads: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
 ) -> StepFn:
-    """HAMR's step as a function of (batch, meta batch): the meta step on f_θ (``meta_step_fn``),
-    f_θ's update, the post-meta weights and the real update; or of (batch) alone, between meta steps
-    (``hamr.meta.every`` > 1): one forward and the weights of the current f_θ. Returns (loss, flags
-    (2,) bool: [the step was finite, the meta step was finite (True without one)], signal (B,),
-    w_post (B,), meta loss (None without a meta step)): what the method keeps for the hardness EMA
-    and the diagnostics. ``weighted_update`` False: the ablation without meta-weights in the real
-    update (f_θ is still trained)."""
+    """HAMR's step up to the real update, as a function of (batch, meta batch): the meta step on
+    f_θ (``meta_step_fn``), f_θ's update and the post-meta weights; or of (batch) alone, between
+    meta steps (``hamr.meta.every`` > 1): one forward and the weights of the current f_θ. Returns
+    (loss to back-propagate, meta step finite (0-dim bool; True without one), signal (B,), w_post
+    (B,), meta loss (None without a meta step)). ``weighted_update`` False: the ablation without
+    meta-weights in the real update (f_θ is still trained).
+
+    For a caller that owns the backward (``hamr.hf.HamrTrainer``): ``model`` runs the training
+    forward (a DDP wrapper, so that the real backward synchronises gradients) and
+    ``functional_model`` (the bare module; default ``model``) the virtual step's functional_call;
+    ``reduce_weight_net_grads`` averages f_θ's gradients over processes before its update."""
     device = next(model.parameters()).device
 
-    def step(batch: dict, meta_batch: dict | None = None) -> tuple[torch.Tensor, ...]:
+    def loss_of(batch: dict, meta_batch: dict | None = None) -> tuple:
         labels = batch["labels"]
         if meta_batch is not None:
+            options = {} if functional_model is None else {"functional_model": functional_model}
             with autocast(device, precision, cache_enabled=False):
                 result = meta_step_fn(
                     model,
@@ -137,12 +142,16 @@ def hamr_step(
                     inner_lr=inner_lr,
                     clip=clip,
                     scope=scope,
+                    **options,
                 )
-            meta_finite, meta_value = result.finite(), result.meta_loss
-            for parameter, grad in zip(weight_net.parameters(), result.weight_net_grads):
+            grads = result.weight_net_grads
+            if reduce_weight_net_grads is not None:
+                grads = reduce_weight_net_grads(grads)
+            meta_finite = finite_meta_step(result.meta_loss, grads)
+            for parameter, grad in zip(weight_net.parameters(), grads):
                 parameter.grad = grad
             guarded_step(weight_optimizer, meta_finite)  # else f_θ keeps its parameters (counted)
-            losses, z, signal = result.example_losses, result.z, result.signal
+            losses, z, signal, meta_value = result.example_losses, result.z, result.signal, result.meta_loss
         else:
             with autocast(device, precision, cache_enabled=False):
                 signal, losses = example_loss(model(**model_inputs(batch)).logits, labels)
@@ -151,6 +160,28 @@ def hamr_step(
         with torch.no_grad():
             w_post = example_weights(weight_net, z, *clip)
         loss = (w_post * losses).mean() if weighted_update else losses.mean()
+        return loss, meta_finite, signal, w_post, meta_value
+
+    return loss_of
+
+
+def hamr_step(
+    model: torch.nn.Module,
+    weight_net: WeightNet,
+    weight_optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer,
+    *,
+    grad_clip: float = 1.0,
+    **options,
+) -> StepFn:
+    """HAMR's whole step as a function of (batch, meta batch) or (batch): :func:`hamr_loss`
+    (``options``: its keyword arguments) then the real update. Returns (loss, flags (2,) bool: [the
+    step was finite, the meta step was finite (True without one)], signal (B,), w_post (B,), meta
+    loss (None without a meta step)): what the method keeps for the hardness EMA and the diagnostics."""
+    loss_of = hamr_loss(model, weight_net, weight_optimizer, **options)
+
+    def step(batch: dict, meta_batch: dict | None = None) -> tuple[torch.Tensor, ...]:
+        loss, meta_finite, signal, w_post, meta_value = loss_of(batch, meta_batch)
         finite = update(model, loss, optimizer, grad_clip)
         return loss.detach(), torch.stack([finite, meta_finite]), signal, w_post, meta_value
 

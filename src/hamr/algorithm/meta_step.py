@@ -50,9 +50,12 @@ class MetaStepResult:
     def finite(self) -> torch.Tensor:
         """0-dim bool on the device: the meta loss and every θ-gradient are finite (else the
         caller leaves f_θ as it is for this step)."""
-        return (
-            torch.isfinite(self.meta_loss) & torch.stack([torch.isfinite(g).all() for g in self.weight_net_grads]).all()
-        )
+        return finite_meta_step(self.meta_loss, self.weight_net_grads)
+
+
+def finite_meta_step(meta_loss: torch.Tensor, weight_net_grads: list[torch.Tensor]) -> torch.Tensor:
+    """0-dim bool: the meta loss and every θ-gradient are finite."""
+    return torch.isfinite(meta_loss) & torch.stack([torch.isfinite(g).all() for g in weight_net_grads]).all()
 
 
 def meta_step(
@@ -69,14 +72,19 @@ def meta_step(
     clip: tuple[float, float],
     scope: set[str] | None = None,
     fused_meta_forward: bool = False,
+    functional_model: torch.nn.Module | None = None,
 ) -> MetaStepResult:
     """One meta step; see the module docstring. ``train_inputs``/``meta_inputs`` are the encoder's
     keyword inputs (input_ids, attention_mask, ...) already on the model's device; ``scope`` the
     names of the parameters the virtual step moves (None: every trainable parameter, exact).
     ``fused_meta_forward``: the meta forward at φ' is differentiated only once, so it may use the
     fused attention kernels (fewer operators on a GPU; on a CPU the same math kernel); being
-    measured by ``scripts/bench_step.py`` (variant ``hamr_exact_fused``) before it becomes a default."""
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    measured by ``scripts/bench_step.py`` (variant ``hamr_exact_fused``) before it becomes a default.
+    ``functional_model``: the bare module whose parameters φ are (default ``model``); ``model`` may
+    wrap it (DDP), and runs the training forward, so that the real backward through that graph
+    synchronises gradients, while the virtual step's functional_call runs on the bare module."""
+    bare = model if functional_model is None else functional_model
+    trainable = [(n, p) for n, p in bare.named_parameters() if p.requires_grad]
     names, params = zip(*[(n, p) for n, p in trainable if scope is None or n in scope])
     # Out-of-scope parameters enter the meta forward detached: no graph is recorded for them.
     frozen = {} if scope is None else {n: p.detach() for n, p in trainable if n not in scope}
@@ -91,7 +99,7 @@ def meta_step(
         # one multi-tensor op over every parameter (and one in its backward) instead of two per tensor
         virtual = {**frozen, **dict(zip(names, torch._foreach_add(list(params), list(grads), alpha=-inner_lr)))}
         with contextlib.nullcontext() if not fused_meta_forward else sdpa_kernel(ANY_ATTENTION_KERNEL):
-            meta_logits = functional_call(model, virtual, args=(), kwargs=meta_inputs, strict=False)
+            meta_logits = functional_call(bare, virtual, args=(), kwargs=meta_inputs, strict=False)
         loss_meta = meta_loss(meta_logits.logits, meta_labels)
         theta_grads = torch.autograd.grad(loss_meta, list(weight_net.parameters()), retain_graph=True)
     return MetaStepResult(losses, signal.detach(), z, w_pre.detach(), loss_meta.detach(), list(theta_grads))

@@ -27,7 +27,7 @@ from hamr.algorithm.weights import WeightNet
 from hamr.config import ConfigError
 from hamr.data.subset import stratum_of
 from hamr.losses import CrossEntropyLoss, ElementwiseLoss, reduce_tokens
-from hamr.steps import graph_ready_optimizer, hamr_step, lr_on_device
+from hamr.steps import graph_ready_optimizer, hamr_loss, hamr_step, lr_on_device
 
 log = logging.getLogger(__name__)
 
@@ -160,20 +160,38 @@ class HamrMethod:
     def step_function(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, grad_clip: float):
         """:func:`hamr.steps.hamr_step` over this method's f_θ, its optimiser and meta-step function."""
         return hamr_step(
+            model, self.weight_net, self.weight_optimizer, optimizer, grad_clip=grad_clip, **self._step_options()
+        )
+
+    def loss_function(
+        self,
+        model: torch.nn.Module,
+        *,
+        functional_model: torch.nn.Module | None = None,
+        reduce_weight_net_grads: Callable | None = None,
+    ):
+        """:func:`hamr.steps.hamr_loss`: the same step without the real update, for a caller that
+        owns the backward and the optimiser step (``hamr.hf.HamrTrainer``)."""
+        return hamr_loss(
             model,
             self.weight_net,
             self.weight_optimizer,
-            optimizer,
-            example_loss=self.example_loss,
-            meta_loss=self.meta_loss,
-            inner_lr=self.rates.inner_lr,
-            clip=self._clip(),
-            grad_clip=grad_clip,
-            precision=self.precision,
-            scope=self.scope,
-            weighted_update=self.ablation.weighted_update,
-            meta_step_fn=self.meta_step_fn,
+            functional_model=functional_model,
+            reduce_weight_net_grads=reduce_weight_net_grads,
+            **self._step_options(),
         )
+
+    def _step_options(self) -> dict:
+        return {
+            "example_loss": self.example_loss,
+            "meta_loss": self.meta_loss,
+            "inner_lr": self.rates.inner_lr,
+            "clip": self._clip(),
+            "precision": self.precision,
+            "scope": self.scope,
+            "weighted_update": self.ablation.weighted_update,
+            "meta_step_fn": self.meta_step_fn,
+        }
 
     def next_extra_batches(self) -> list[dict]:
         """The next meta batch on a meta step (every ``hamr.meta.every``-th step), else none."""
