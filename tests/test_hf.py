@@ -214,3 +214,128 @@ def test_meta_every_k_matches_the_loop(tmp_path):
     trainer, _ = trainer_run("cls", hp, tmp_path)
     assert_same_state(model_a, method_a, trainer.model, trainer.hamr_method)
     assert trainer.hamr_method.meta_batches_consumed == math.ceil(trainer.hamr_method.steps / 2)
+
+
+class TwoGpuArguments(TrainingArguments):
+    """TrainingArguments that report two GPUs in one process (DataParallel), on a CPU machine."""
+
+    @property
+    def n_gpu(self):
+        return 2
+
+
+REFUSED = {
+    "fp16": ({"fp16": True}, "fp16=True: GradScaler does not scale the meta step's torch.autograd.grad; use bf16=True"),
+    "torch_compile": ({"torch_compile": True}, "torch_compile=True: torch.compile's aot_autograd refuses"),
+    "deepspeed": ({"deepspeed": {"zero_optimization": {"stage": 2}}}, "deepspeed: DeepSpeed owns the backward"),
+    "fsdp": ({"fsdp": "full_shard"}, "fsdp: FSDP shards the parameters the virtual step updates; use DDP"),
+    "ddp_static_graph": ({"ddp_static_graph": True}, "ddp_static_graph=True: DDP loses gradient synchronisation"),
+    "reentrant": (
+        {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": True}},
+        "reentrant checkpointing cannot run the meta step's double backward; use {'use_reentrant': False}",
+    ),
+    "label_smoothing": ({"label_smoothing_factor": 0.1}, "label_smoothing_factor: HAMR weighs plain per-example"),
+    "liger": ({"use_liger_kernel": True}, "use_liger_kernel=True: Liger's fused loss returns no logits"),
+    "group_by_length": ({"train_sampling_strategy": "group_by_length"}, "HAMR's sampler draws the epochs"),
+    "lomo": ({"optim": "lomo"}, "optim='lomo': LOMO fuses backward and update"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_setting_that_would_make_hamr_wrong_is_refused_in_one_line(name, tmp_path):
+    changes, message = REFUSED[name]
+    args = trainer_args(tmp_path)
+    for key, value in changes.items():  # set after construction: some need a GPU or a package to construct
+        setattr(args, key, value)
+    with pytest.raises(ValueError, match="^HamrTrainer refuses ") as raised:
+        HamrTrainer(
+            model=tiny_model().train(),
+            args=args,
+            train_dataset=features("cls", N_TRAIN, 0),
+            meta_dataset=features("cls", N_DEV, 1),
+            data_collator=collate,
+            embeddings=embeddings(N_TRAIN),
+        )
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def refused_message(model=None, train_dataset=None, args=None, **kwargs) -> str:
+    with pytest.raises(ValueError) as raised:
+        HamrTrainer(
+            model=model if model is not None else tiny_model().train(), args=args,
+            train_dataset=train_dataset if train_dataset is not None else features("cls", N_TRAIN, 0),
+            meta_dataset=features("cls", N_DEV, 1), data_collator=collate, embeddings=embeddings(N_TRAIN), **kwargs,
+        )  # fmt: skip
+    assert "\n" not in str(raised.value)
+    return str(raised.value)
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        yield from features("cls", N_TRAIN, 0)
+
+
+def test_refusals_of_the_data_the_head_the_loss_and_the_launch(tmp_path):
+    args = trainer_args(tmp_path)
+    assert "an IterableDataset" in refused_message(train_dataset=Stream(), args=args)
+    multi = tiny_model()
+    multi.config.problem_type = "multi_label_classification"
+    assert "problem_type='multi_label_classification'" in refused_message(model=multi, args=args)
+    regression = tiny_model(num_labels=1)
+    assert "regression" in refused_message(model=regression, args=args)
+    assert "compute_loss_func: HAMR computes" in refused_message(args=args, compute_loss_func=lambda *a, **k: 0)
+    assert "hamr.meta_set='balanced'" in refused_message(args=args, hamr={"meta_set": "balanced"})
+    assert "unknown keys ['tau_']" in refused_message(args=args, hamr={"tau_": 1.0})
+    assert "ablation='none'" in refused_message(args=args, ablation="none")
+    assert "DataParallel" in refused_message(args=TwoGpuArguments(**trainer_args(tmp_path).to_dict()))
+
+
+def test_the_defaults_are_the_config_files_with_lambda_by_task_and_the_meta_batch_of_the_training_batch():
+    from hamr.config import DEFAULT_LAMBDA
+
+    for task in ("cls", "ner"):
+        hp = hf.hamr_config(None, task, batch_size=24)
+        assert hp.lambda_ == DEFAULT_LAMBDA[task] and hp.meta_batch_size == 24
+        assert hp.tau == HamrConfig().tau and hp.weight_net_travel == HamrConfig().weight_net_travel
+    assert hf.hamr_config({"tau": 2.0}, "cls", 8).tau == 2.0
+
+
+# --- resume --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory):
+    """An uninterrupted run that saves a checkpoint at every step (HAMR's state beside each)."""
+    output = tmp_path_factory.mktemp("every_step")
+    trainer, _ = trainer_run("cls", hamr_values(), output, save_strategy="steps", save_steps=1)
+    return trainer, output
+
+
+@pytest.mark.parametrize("step", [3, 7], ids=["mid_epoch", "last_step_of_an_epoch"])
+def test_a_resumed_run_ends_where_the_uninterrupted_one_ends(checkpointed, step, tmp_path):
+    uninterrupted, output = checkpointed
+    assert (
+        uninterrupted.hamr_method.epoch_size(N_TRAIN) / BATCH
+        <= 7
+        < uninterrupted.hamr_method.epoch_size(N_TRAIN) / BATCH + 1
+    )
+    resumed, _ = trainer_run("cls", hamr_values(), tmp_path, resume=str(output / f"checkpoint-{step}"))
+    assert_same_state(uninterrupted.model, uninterrupted.hamr_method, resumed.model, resumed.hamr_method)
+    assert resumed.hamr_history == uninterrupted.hamr_history
+
+
+def test_resuming_from_a_checkpoint_without_hamrs_state_stops_with_one_line(checkpointed, tmp_path):
+    import shutil
+
+    _, output = checkpointed
+    folder = tmp_path / "checkpoint-3"
+    shutil.copytree(output / "checkpoint-3", folder)
+    (folder / hf.STATE_FILE).unlink()
+    trainer = make_trainer("cls", hamr_values(), tmp_path)
+    with pytest.raises(ValueError, match=r"has no hamr_state\.pt \(not saved by HamrTrainer\)"):
+        trainer.train(resume_from_checkpoint=str(folder))
+
+
+def test_hamrs_checkpoint_is_data_read_with_weights_only(checkpointed):
+    _, output = checkpointed
+    payload = (output / "checkpoint-3" / hf.STATE_FILE).read_bytes()
+    state = hf.decode_checkpoint(payload)  # header and checksum checked, then torch.load(weights_only=True)
+    assert set(state) >= {"method", "generator", "order", "epochs_begun"}

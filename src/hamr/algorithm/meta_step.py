@@ -98,11 +98,28 @@ def meta_step(
         grads = torch.autograd.grad(inner, params, create_graph=True, retain_graph=True)
         # one multi-tensor op over every parameter (and one in its backward) instead of two per tensor
         virtual = {**frozen, **dict(zip(names, torch._foreach_add(list(params), list(grads), alpha=-inner_lr)))}
-        with contextlib.nullcontext() if not fused_meta_forward else sdpa_kernel(ANY_ATTENTION_KERNEL):
+        kernels = contextlib.nullcontext() if not fused_meta_forward else sdpa_kernel(ANY_ATTENTION_KERNEL)
+        with kernels, without_activation_checkpointing(bare):
             meta_logits = functional_call(bare, virtual, args=(), kwargs=meta_inputs, strict=False)
         loss_meta = meta_loss(meta_logits.logits, meta_labels)
         theta_grads = torch.autograd.grad(loss_meta, list(weight_net.parameters()), retain_graph=True)
     return MetaStepResult(losses, signal.detach(), z, w_pre.detach(), loss_meta.detach(), list(theta_grads))
+
+
+@contextlib.contextmanager
+def without_activation_checkpointing(model: torch.nn.Module):
+    """Turn off HF activation checkpointing (``gradient_checkpointing`` flags) inside the block. The
+    meta forward runs at φ' through functional_call, which puts φ back when it returns; a
+    checkpointed layer recomputes its forward during the backward, after that, so at φ, and θ's
+    gradient comes out wrong without any error. The training forward keeps its checkpointing."""
+    flagged = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for module in flagged:
+        module.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for module in flagged:
+            module.gradient_checkpointing = True
 
 
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
