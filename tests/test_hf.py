@@ -339,3 +339,43 @@ def test_hamrs_checkpoint_is_data_read_with_weights_only(checkpointed):
     payload = (output / "checkpoint-3" / hf.STATE_FILE).read_bytes()
     state = hf.decode_checkpoint(payload)  # header and checksum checked, then torch.load(weights_only=True)
     assert set(state) >= {"method", "generator", "order", "epochs_begun"}
+
+
+# --- DDP -----------------------------------------------------------------------------------------
+def ddp_run(out, *extra) -> tuple[dict, dict]:
+    """Two CPU processes (gloo) under torchrun; returns what rank 0 and rank 1 ended with."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    command = [str(torchrun), "--nproc_per_node", "2", "-m", "tests.workers.hf_ddp", str(out), *extra]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tuple(torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+
+
+def largest_model_gap(a: dict, b: dict) -> float:
+    return max((a["model"][k] - b["model"][k]).abs().max().item() for k in a["model"])
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_end_with_the_same_model_theta_hardness_and_orders(tmp_path):
+    a, b = ddp_run(tmp_path)
+    assert a["world_size"] == 2 and a["steps"] == b["steps"] == 2 * math.ceil(math.ceil(27 / BATCH) / 2)
+    assert largest_model_gap(a, b) == 0
+    for x, y in zip(a["theta"], b["theta"]):
+        assert torch.equal(x, y)
+    assert torch.equal(a["h"], b["h"]) and torch.equal(a["b"], b["b"]) and a["h"].std() > 0
+    assert len(a["orders"]) == EPOCHS and all(torch.equal(x, y) for x, y in zip(a["orders"], b["orders"]))
+
+
+@pytest.mark.slow
+def test_a_training_forward_through_the_bare_module_is_caught(tmp_path):
+    """The regression the DDP test exists for: without the DDP wrapper the real backward never
+    synchronises, and the ranks' models drift apart."""
+    a, b = ddp_run(tmp_path, "bare")
+    assert largest_model_gap(a, b) > 1e-4
