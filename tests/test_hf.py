@@ -379,3 +379,95 @@ def test_a_training_forward_through_the_bare_module_is_caught(tmp_path):
     synchronises, and the ranks' models drift apart."""
     a, b = ddp_run(tmp_path, "bare")
     assert largest_model_gap(a, b) > 1e-4
+
+
+# --- Trainer features ------------------------------------------------------------------------------
+def macro_f1(prediction) -> dict:
+    from sklearn.metrics import f1_score
+
+    return {"macro_f1": f1_score(prediction.label_ids, prediction.predictions.argmax(-1), average="macro")}
+
+
+def test_evaluation_best_model_early_stopping_metrics_and_logs_work_with_hamr(tmp_path):
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    class Capture(TrainerCallback):
+        def __init__(self):
+            self.logs = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.logs.append(dict(logs or {}))
+
+    capture = Capture()
+    trainer = HamrTrainer(
+        model=tiny_model().train(),
+        args=trainer_args(
+            tmp_path,
+            num_train_epochs=4,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            load_best_model_at_end=True,
+            metric_for_best_model="macro_f1",
+            save_total_limit=1,
+            lr_scheduler_type="cosine",
+        ),  # fmt: skip
+        train_dataset=features("cls", N_TRAIN, 0),
+        eval_dataset=features("cls", N_DEV, 1),  # also the meta set
+        data_collator=collate,
+        hamr=hamr_values(),
+        embeddings=embeddings(N_TRAIN),
+        compute_metrics=macro_f1,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=1, early_stopping_threshold=1.0), capture],
+    )
+    trainer.train()
+    evaluations = [log for log in capture.logs if "eval_macro_f1" in log]
+    hamr_logs = [log for log in capture.logs if "hamr/weight_curve_spread" in log]
+    assert len(evaluations) == 2 and len(hamr_logs) == 2  # stopped by EarlyStoppingCallback after epoch 2
+    assert all(log["eval_loss"] > 0 for log in evaluations)
+    steps = trainer.hamr_method.steps
+    evaluation = trainer.evaluate()  # unweighted, and HAMR's state untouched
+    assert trainer.hamr_method.steps == steps and "eval_macro_f1" in evaluation
+    assert trainer.state.best_model_checkpoint is not None
+
+
+def test_max_steps_gradient_accumulation_and_another_optimiser(tmp_path):
+    trainer, _ = trainer_run(
+        "cls",
+        hamr_values(),
+        tmp_path,
+        max_steps=5,
+        gradient_accumulation_steps=2,
+        optim="sgd",
+        lr_scheduler_type="constant",
+    )
+    method = trainer.hamr_method
+    assert trainer.state.global_step == 5
+    # one meta step per micro-batch: 7 an epoch in updates of 2, 2, 2, 1, then 2 of epoch 2
+    assert method.steps == method.meta_batches_consumed == 9
+    assert method.rates.meta_steps == 9  # f_θ's lr from the micro-batches the run takes
+    assert len(trainer.hamr_history) == 2  # 7 micro-batches an epoch: the second ends at max_steps
+
+
+def test_a_lora_model_trains_its_adapters_and_f_theta(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(
+        tiny_model().train(), LoraConfig(r=2, target_modules=["query", "value"], modules_to_save=["classifier"])
+    )
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainer = HamrTrainer(
+        model=model,
+        args=trainer_args(tmp_path),
+        train_dataset=features("cls", N_TRAIN, 0),
+        meta_dataset=features("cls", N_DEV, 1),
+        data_collator=collate,
+        hamr=hamr_values(),
+        embeddings=embeddings(N_TRAIN),
+    )
+    initial = [p.detach().clone() for p in trainer.model.parameters() if p.requires_grad]
+    trainer.train()
+    assert trainer.hamr_task == "cls"
+    trained = [p for p in trainer.model.parameters() if p.requires_grad]
+    assert all(not torch.equal(a, b) for a, b in zip(initial, trained) if a.abs().sum() > 0)
+    assert all(torch.equal(p, frozen[n]) for n, p in trainer.model.named_parameters() if n in frozen)
+    assert trainer.hamr_history[-1]["hamr/weight_curve_spread"] > 0.01

@@ -339,9 +339,14 @@ class HamrTrainer(Trainer):
             hamr_epoch_size(self.hamr_hp, self.hamr_ablation, pool) / self.args.per_device_train_batch_size
         )
         per_process = math.ceil(batches / max(self.args.world_size, 1))
-        if self.args.max_steps > 0:
-            return per_process, self.args.max_steps * self.args.gradient_accumulation_steps / per_process
-        return per_process, float(self.args.num_train_epochs)
+        if self.args.max_steps <= 0:
+            return per_process, float(self.args.num_train_epochs)
+        # as the Trainer counts: an epoch's last update may take fewer micro-batches
+        accumulation = self.args.gradient_accumulation_steps
+        updates_per_epoch = math.ceil(per_process / accumulation)
+        full_epochs, updates_left = divmod(self.args.max_steps, updates_per_epoch)
+        micro_batches = full_epochs * per_process + min(updates_left * accumulation, per_process)
+        return per_process, micro_batches / per_process
 
     def _build_method(self) -> HamrMethod:
         hp, ablation, seed = self.hamr_hp, self.hamr_ablation, self.args.seed

@@ -30,7 +30,7 @@ class StepRates:
 
 def step_rates(hp, *, trainer_lr: float, steps_per_epoch: int, epochs: int) -> StepRates:
     """``hp`` a :class:`hamr.config.HamrConfig`; ``steps_per_epoch`` the training steps of one
-    epoch (batches drawn), ``epochs`` the run's epochs. Per-step values given in ``hp`` are
+    epoch (batches drawn), ``epochs`` the run's epochs (may be fractional). Per-step values given in ``hp`` are
     used as they are; otherwise:
 
     - γ = 0.5^(1/half_life), the half-life in visits (per_example) or in epochs x steps per epoch
@@ -38,7 +38,8 @@ def step_rates(hp, *, trainer_lr: float, steps_per_epoch: int, epochs: int) -> S
     - α = inner_lr_ratio x trainer_lr;
     - weight-net lr = weight_net_travel / meta steps, meta steps = ceil(steps / meta.every).
     """
-    meta_steps = math.ceil(steps_per_epoch * epochs / hp.meta.every)
+    # rounded first: a fractional ``epochs`` (a Trainer's max_steps) must not turn 9.000000000000002 into 10
+    meta_steps = math.ceil(round(steps_per_epoch * epochs, 6) / hp.meta.every)
     if hp.gamma is not None:
         gamma = hp.gamma
     else:
