@@ -69,8 +69,8 @@ test-gpu:  ## the `gpu` tests, on a machine with CUDA
 	$(BIN)/python -m pytest -m gpu
 
 lint:  ## ruff
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts examples
+	$(BIN)/ruff format --check src tests scripts examples
 
 train:  ## one training run: make train ARGS="dataset=sst5 baseline_loss=focal"
 	$(BIN)/python -m hamr.train $(ARGS)
