@@ -29,6 +29,7 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
         "--variants",
         "ce",
         "hamr_exact",
+        "hamr_trainer",
         "hamr_every4",
         "authors",
         "--reps",
@@ -64,6 +65,13 @@ def test_step_benchmark_writes_ratios_memory_and_targets(tmp_path, data_dir):
         in (tmp_path / "step_cpu_tiny_random.md").read_text()
     )
     assert len(profile["top_self_ms_per_step"]) > 0
+    # the Trainer path runs the loop's step: about the same operators (its wrapper adds a few, not a step's worth)
+    trainer_ops = rows["hamr_trainer"]["profile"]["aten_ops_per_step"]
+    assert 0.9 * profile["aten_ops_per_step"] <= trainer_ops <= 1.1 * profile["aten_ops_per_step"]
+    assert (
+        "| sst5 | HamrTrainer step / loop's HAMR exact step | <= 1.05 |"
+        in (tmp_path / "step_cpu_tiny_random.md").read_text()
+    )
     frequent = list(profile["top_calls_per_step"].values())  # the most frequent aten calls, most first
     assert frequent == sorted(frequent, reverse=True) and sum(frequent) <= profile["aten_ops_per_step"]
     assert sum(frequent) > 0.3 * profile["aten_ops_per_step"]  # a dozen operators (views, copies) make most calls
