@@ -202,3 +202,20 @@ def test_graphed_training_resumes_from_a_checkpoint_on_the_gpu(tmp_path):
     assert resumed.steps == 8 and optimizer.param_groups[0]["lr"].device.type == "cuda"
     for a, b in zip(whole_model.parameters(), model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_bf16_hamr_trainer_run_matches_the_loops_bf16_run(tmp_path):
+    """hamr.hf.HamrTrainer(bf16=True) against the loop's trainer.precision=bf16 on the same data,
+    seeds and optimiser (tests/test_hf.py's equivalence, float32 weights under bf16 autocast)."""
+    from tests.test_hf import hamr_values, loop_run, tiny_model, trainer_run
+
+    hp = hamr_values()
+    model_a, method_a, _, _ = loop_run("cls", hp, device="cuda", precision="bf16")
+    model = tiny_model("cls").float().train()
+    trainer, _ = trainer_run("cls", hp, tmp_path, model=model, use_cpu=False, bf16=True)
+    assert trainer.hamr_method.precision == "bf16" and next(trainer.model.parameters()).is_cuda
+    for a, b in zip(model_a.state_dict().values(), trainer.model.state_dict().values()):
+        torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-3)
+    for a, b in zip(method_a.weight_net.parameters(), trainer.hamr_method.weight_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-3)
+    np.testing.assert_allclose(method_a.h, trainer.hamr_method.h, rtol=5e-2)

@@ -83,10 +83,11 @@ class Recorder:
         method.epoch_order, method.next_extra_batches = epoch_order, next_extra_batches
 
 
-def loop_run(task: str, hp: HamrConfig, ablation: str = "full", epochs: int = EPOCHS):
-    """The project's loop (hamr.loop.fit) with a HamrMethod built as build_hamr_method builds it."""
+def loop_run(task: str, hp: HamrConfig, ablation: str = "full", epochs: int = EPOCHS, device="cpu", precision="fp32"):
+    """The project's loop (hamr.loop.fit) with a HamrMethod built as build_hamr_method builds it
+    (float64 on the CPU; float32 with ``precision`` autocast on another ``device``)."""
     train, dev = features(task, N_TRAIN, 0), features(task, N_DEV, 1)
-    model = tiny_model(task).train()
+    model = tiny_model(task).train() if device == "cpu" else tiny_model(task).float().to(device).train()
     ablation_config = ABLATIONS[ablation]
     per_epoch = steps_per_epoch(hamr_epoch_size(hp, ablation_config, N_TRAIN), BATCH)
     rates = step_rates(hp, trainer_lr=LR, steps_per_epoch=per_epoch, epochs=epochs)
@@ -106,7 +107,7 @@ def loop_run(task: str, hp: HamrConfig, ablation: str = "full", epochs: int = EP
         rates=rates,
         ablation=ablation_config,
         task=task,
-        device=torch.device("cpu"),
+        device=torch.device(device),
         pool=np.arange(N_TRAIN),
         n_train=N_TRAIN,
         meta_batches=meta_stream(),
@@ -114,6 +115,7 @@ def loop_run(task: str, hp: HamrConfig, ablation: str = "full", epochs: int = EP
         pool_classes=hf.pool_classes(labels, task, model.config.id2label),
         seed=SEED,
         restart_meta_batches=meta_stream,
+        precision=precision,
     )
     recorder = Recorder(method)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
