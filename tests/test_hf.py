@@ -473,3 +473,11 @@ def test_a_lora_model_trains_its_adapters_and_f_theta(tmp_path):
     assert all(not torch.equal(a, b) for a, b in zip(initial, trained) if a.abs().sum() > 0)
     assert all(torch.equal(p, frozen[n]) for n, p in trainer.model.named_parameters() if n in frozen)
     assert trainer.hamr_history[-1]["hamr/weight_curve_spread"] > 0.01
+
+
+def test_non_reentrant_gradient_checkpointing_gives_the_run_without_it(tmp_path):
+    hp = hamr_values()
+    plain, _ = trainer_run("cls", hp, tmp_path / "plain")
+    checkpointed, _ = trainer_run("cls", hp, tmp_path / "checkpointed", gradient_checkpointing=True)
+    assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.model.modules())
+    assert_same_state(plain.model, plain.hamr_method, checkpointed.model, checkpointed.hamr_method)

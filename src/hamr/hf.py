@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
@@ -487,6 +488,12 @@ class HamrTrainer(Trainer):
                 model, functional_model=bare if bare is not model else None, reduce_weight_net_grads=reduce
             )
         return self._loss_functions[key]
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # The meta step's forward runs under the math SDPA kernel (double backward); a checkpointed
+        # layer recomputes it during the Trainer's backward, which must then pick the same kernel.
+        with sdpa_kernel([SDPBackend.MATH]):
+            return super().training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         index = inputs.pop(INDEX_COLUMN, None)
