@@ -233,7 +233,7 @@ REFUSED = {
     "fsdp": ({"fsdp": "full_shard"}, "fsdp: FSDP shards the parameters the virtual step updates; use DDP"),
     "ddp_static_graph": ({"ddp_static_graph": True}, "ddp_static_graph=True: DDP loses gradient synchronisation"),
     "reentrant": (
-        {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": True}},
+        {"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": True}},
         "reentrant checkpointing cannot run the meta step's double backward; use {'use_reentrant': False}",
     ),
     "label_smoothing": ({"label_smoothing_factor": 0.1}, "label_smoothing_factor: HAMR weighs plain per-example"),
@@ -478,6 +478,6 @@ def test_a_lora_model_trains_its_adapters_and_f_theta(tmp_path):
 def test_non_reentrant_gradient_checkpointing_gives_the_run_without_it(tmp_path):
     hp = hamr_values()
     plain, _ = trainer_run("cls", hp, tmp_path / "plain")
-    checkpointed, _ = trainer_run("cls", hp, tmp_path / "checkpointed", gradient_checkpointing=True)
+    checkpointed, _ = trainer_run("cls", hp, tmp_path / "checkpointed", activation_checkpointing=True)
     assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.model.modules())
     assert_same_state(plain.model, plain.hamr_method, checkpointed.model, checkpointed.hamr_method)

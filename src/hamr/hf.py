@@ -86,9 +86,13 @@ def refusals(
         )
     if args.ddp_static_graph:
         reasons.append("ddp_static_graph=True: DDP loses gradient synchronisation after the meta step; leave it False")
-    if args.gradient_checkpointing and (args.gradient_checkpointing_kwargs or {}).get("use_reentrant") is True:
+    # transformers 5.24 renamed gradient_checkpointing to activation_checkpointing (the old names still alias)
+    renamed = hasattr(args, "activation_checkpointing")
+    checkpointing = args.activation_checkpointing if renamed else args.gradient_checkpointing
+    options = (args.activation_checkpointing_kwargs if renamed else args.gradient_checkpointing_kwargs) or {}
+    if checkpointing and options.get("use_reentrant") is True:
         reasons.append(
-            "gradient_checkpointing_kwargs={'use_reentrant': True}: reentrant checkpointing cannot run the "
+            "activation_checkpointing_kwargs={'use_reentrant': True}: reentrant checkpointing cannot run the "
             "meta step's double backward; use {'use_reentrant': False}"
         )
     if compute_loss_func is not None:
