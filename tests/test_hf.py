@@ -481,3 +481,13 @@ def test_non_reentrant_gradient_checkpointing_gives_the_run_without_it(tmp_path)
     checkpointed, _ = trainer_run("cls", hp, tmp_path / "checkpointed", activation_checkpointing=True)
     assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.model.modules())
     assert_same_state(plain.model, plain.hamr_method, checkpointed.model, checkpointed.hamr_method)
+
+
+@pytest.mark.parametrize("dataset", ["cyclone_idai_2019", "bionlp2004"])
+def test_the_trainers_defaults_are_the_loops(dataset, compose_cfg):
+    """HamrTrainer without ``hamr=`` trains with the values `python -m hamr.train method=hamr` composes
+    (conf/hamr/default.yaml without a profile) for the same task and batch size."""
+    from hamr.config import validate
+
+    settings = validate(compose_cfg([f"dataset={dataset}", "method=hamr", "logger=none"]))
+    assert hf.hamr_config(None, settings.dataset.task, settings.trainer.batch_size) == settings.hamr
