@@ -31,14 +31,15 @@ import torch
 import torch.distributed as dist
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from hamr.algorithm.meta_step import scope_parameter_names
 from hamr.algorithm.method import HamrMethod, endless, hamr_epoch_size
 from hamr.algorithm.neighbors import embed_texts, knn_graph
 from hamr.algorithm.rates import step_rates
 from hamr.checkpoint import UnreadableCheckpoint, decode_checkpoint, encode_checkpoint
-from hamr.config import AblationConfig, HamrConfig, default_lambda
+from hamr.config import AblationConfig, HamrConfig, MetaConfig, default_lambda
 from hamr.data.encode import IGNORE_INDEX
 from hamr.data.records import entity_types
 from hamr.data.subset import stratum_of
@@ -214,6 +215,20 @@ class _EpochEnd(TrainerCallback):
         self.trainer._end_epoch()
 
 
+def merge_epoch_records(per_process: list[dict]) -> dict:
+    """One epoch's records (:meth:`HamrMethod.epoch_records`) of every process as one process's:
+    step i of process 0, of process 1, ... (the order the batches were drawn in), then the meta losses."""
+    steps = max(len(r["pending"]) for r in per_process)
+    merged = {"pending": [], "weights": [], "meta_losses": []}
+    for i in range(steps):
+        for records in per_process:
+            if i < len(records["pending"]):
+                merged["pending"].append(records["pending"][i])
+                merged["weights"].append(records["weights"][i])
+    merged["meta_losses"] = [m for records in per_process for m in records["meta_losses"]]
+    return merged
+
+
 # --- the trainer -----------------------------------------------------------------------------
 def hamr_config(hamr: HamrConfig | dict | None, task: str, batch_size: int) -> HamrConfig:
     """HAMR's hyper-parameters: HamrConfig's defaults (conf/hamr/default.yaml's), with λ by task
@@ -222,8 +237,6 @@ def hamr_config(hamr: HamrConfig | dict | None, task: str, batch_size: int) -> H
         return hamr
     values = dict(hamr or {})
     if "meta" in values and isinstance(values["meta"], dict):
-        from hamr.config import MetaConfig
-
         values["meta"] = MetaConfig(**values["meta"])
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(HamrConfig)})
     if unknown:
@@ -407,8 +420,6 @@ class HamrTrainer(Trainer):
         )
         torch.set_rng_state(torch_state)
         if hp.meta.scope is not None:
-            from hamr.algorithm.meta_step import scope_parameter_names
-
             method.scope = scope_parameter_names(model, hp.meta.scope)
         log.info(
             "HAMR: %s, %d training examples, %d meta examples; weight-net lr %.3g over %d meta steps",
@@ -455,24 +466,9 @@ class HamrTrainer(Trainer):
         process order, so that each applies the same EMA."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
-        method = self.hamr_method
-        local = {
-            "pending": [(p, v.cpu(), s.cpu()) for p, v, s in method._pending_hardness],
-            "weights": [w.cpu() for w in method._epoch_weights],
-            "meta_losses": [m.cpu() for m in method._epoch_meta_losses],
-        }
         gathered = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, local)
-        device, steps = method.device, max(len(g["pending"]) for g in gathered)
-        pending, weights = [], []
-        for i in range(steps):  # step i of process 0, of process 1, ...: the order the batches were drawn in
-            for g in gathered:
-                if i < len(g["pending"]):
-                    positions, values, signals = g["pending"][i]
-                    pending.append((positions, values.to(device), signals.to(device)))
-                    weights.append(g["weights"][i].to(device))
-        method._pending_hardness, method._epoch_weights = pending, weights
-        method._epoch_meta_losses = [m.to(device) for g in gathered for m in g["meta_losses"]]
+        dist.all_gather_object(gathered, self.hamr_method.epoch_records())
+        self.hamr_method.set_epoch_records(merge_epoch_records(gathered))
 
     # --- the step -------------------------------------------------------------------------------
     def _loss_function(self, model):
@@ -567,8 +563,6 @@ class HamrTrainer(Trainer):
     def state_steps_in_epoch(self, checkpoint: str, batches_per_epoch: int) -> int:
         """Micro-batches of the current epoch taken at ``checkpoint`` (from its trainer_state.json),
         counted as the Trainer counts the batches it skips when resuming."""
-        from transformers import TrainerState
-
         accumulation = self.args.gradient_accumulation_steps
         state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
         updates_per_epoch = max(math.ceil(batches_per_epoch / accumulation), 1)

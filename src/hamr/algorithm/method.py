@@ -245,10 +245,25 @@ class HamrMethod:
             "skipped_meta_steps": self.skipped_meta_steps,
             "meta_batches_consumed": self.meta_batches_consumed,
             "epoch_sampled": self._epoch_sampled.copy(),
-            "pending_hardness": [(p, v.cpu(), s.cpu()) for p, v, s in self._pending_hardness],
-            "epoch_weights": [w.cpu() for w in self._epoch_weights],
-            "epoch_meta_losses": [m.cpu() for m in self._epoch_meta_losses],
+            "epoch_records": self.epoch_records(),
         }
+
+    def epoch_records(self) -> dict:
+        """The epoch's records so far, on the CPU: each step's (pool positions, EMA input, signal),
+        each step's weights, each meta step's loss (what :meth:`end_epoch` applies and reports)."""
+        return {
+            "pending": [(p, v.cpu(), s.cpu()) for p, v, s in self._pending_hardness],
+            "weights": [w.cpu() for w in self._epoch_weights],
+            "meta_losses": [m.cpu() for m in self._epoch_meta_losses],
+        }
+
+    def set_epoch_records(self, records: dict) -> None:
+        """Replace the epoch's records with ``records`` (:meth:`epoch_records`' form; under DDP the
+        merge of every process's, so that each applies the same EMA)."""
+        device = self.device
+        self._pending_hardness = [(p, v.to(device), s.to(device)) for p, v, s in records["pending"]]
+        self._epoch_weights = [w.to(device) for w in records["weights"]]
+        self._epoch_meta_losses = [m.to(device) for m in records["meta_losses"]]
 
     def load_state_dict(self, state: dict) -> None:
         self.weight_net.load_state_dict(state["weight_net"])
@@ -259,9 +274,12 @@ class HamrMethod:
         self.h, self.b = state["h"].copy(), state["b"].copy()
         self.steps, self.skipped_meta_steps = state["steps"], state["skipped_meta_steps"]
         self._epoch_sampled = state["epoch_sampled"]
-        self._pending_hardness = [(p, v.to(self.device), s.to(self.device)) for p, v, s in state["pending_hardness"]]
-        self._epoch_weights = [w.to(self.device) for w in state["epoch_weights"]]
-        self._epoch_meta_losses = [m.to(self.device) for m in state["epoch_meta_losses"]]
+        records = state.get("epoch_records") or {  # checkpoints written before epoch_records existed
+            "pending": state["pending_hardness"],
+            "weights": state["epoch_weights"],
+            "meta_losses": state["epoch_meta_losses"],
+        }
+        self.set_epoch_records(records)
         if self.restart_meta_batches is None:
             raise ValueError("HamrMethod.load_state_dict needs restart_meta_batches to restore the meta-batch stream")
         self.meta_batches = self.restart_meta_batches()
