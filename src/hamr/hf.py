@@ -332,6 +332,7 @@ class HamrTrainer(Trainer):
         self._replay_order: torch.Tensor | None = None  # a resumed epoch's order, replayed once
         self._epochs_begun, self._epoch_open = 0, False
         self._loss_functions: dict[int, object] = {}
+        self.hamr_history: list[dict] = []  # HAMR's diagnostics, one dict per ended epoch (also in the logs)
         self.add_callback(_EpochEnd(self))
 
     # --- building HAMR at the start of training ------------------------------------------------
@@ -454,13 +455,6 @@ class HamrTrainer(Trainer):
         self.hamr_history.append(numbers)
         self.log(dict(numbers))  # Trainer.log adds the epoch to the dict it is given
 
-    @property
-    def hamr_history(self) -> list[dict]:
-        """HAMR's diagnostics, one dict per ended epoch (also in the Trainer's logs)."""
-        if not hasattr(self, "_hamr_history"):
-            self._hamr_history = []
-        return self._hamr_history
-
     def _gather_pending(self) -> None:
         """Under DDP: every process's hardness updates and weights of the epoch, step by step in
         process order, so that each applies the same EMA."""
@@ -552,7 +546,7 @@ class HamrTrainer(Trainer):
         self.hamr_method.load_state_dict(state["method"])
         self._generator.set_state(state["generator"])
         self._epochs_begun, self._epoch_open = state["epochs_begun"], state["epoch_open"]
-        self._hamr_history = list(state["history"])
+        self.hamr_history = list(state["history"])
         batches = self._micro_batches()[0]
         consumed = self.state_steps_in_epoch(checkpoint, batches)
         # mid-epoch: the Trainer skips the batches taken, so the sampler replays the epoch's order;
