@@ -5,6 +5,12 @@
 One row per (dataset, method): mean over seeds of dev and test Macro-F1, micro F1, the test F1 of
 the dataset's three rarest training classes, the selected epoch, seconds per epoch and training
 examples per second, all read from each run's metrics.json.
+
+    python scripts/summarize_runs.py results/curves_cpu --curves --out results/curves_cpu/curves.md
+
+With ``--curves``: one row per run instead, with its dev Macro-F1 at every epoch, the best epoch,
+the last epoch's dev gain over the epoch before, its optimizer steps and its wall-clock minutes (for
+choosing a budget from dev curves; test is not shown).
 """
 
 from __future__ import annotations
@@ -48,6 +54,59 @@ def summary_rows(results_dir: Path) -> pd.DataFrame:
 
 
 BASELINES = ("ce", "focal", "dice", "icf")
+METHOD_ORDER = (
+    "ce",
+    "focal",
+    "dice",
+    "icf",
+    "hamr_full",
+    "hamr_no_resampling",
+    "hamr_no_meta_weight",
+    "hamr_no_neighbor_boost",
+)
+
+
+def curve_rows(results_dir: Path) -> pd.DataFrame:
+    """One row per finished run: dataset, method, seed, dev (dev Macro-F1 x100 per epoch, a list),
+    best_epoch (1-based, the first epoch with the highest dev), last_gain (dev points x100 of the
+    last epoch over the one before; NaN after one epoch), steps, minutes (the run's wall clock)."""
+    runs, _ = load_runs(results_dir)
+    rows = []
+    for m in runs.metrics:
+        dev = [100 * h["dev_macro_f1"] for h in m["history"]]
+        rows.append(
+            {
+                "dataset": m["dataset"],
+                "method": m["method"],
+                "seed": m["seed"],
+                "dev": dev,
+                "best_epoch": 1 + max(range(len(dev)), key=lambda i: (dev[i], -i)),
+                "last_gain": dev[-1] - dev[-2] if len(dev) > 1 else float("nan"),
+                "steps": m.get("steps"),
+                "minutes": m["wall_seconds"] / 60,
+            }
+        )
+    columns = ["dataset", "method", "seed", "dev", "best_epoch", "last_gain", "steps", "minutes"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def curves_markdown(curves: pd.DataFrame) -> str:
+    """The rows of :func:`curve_rows` as one Markdown table, by dataset, method (baselines first)
+    and seed."""
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    curves = curves.assign(rank=curves.method.map(order).fillna(len(order))).sort_values(
+        ["dataset", "rank", "method", "seed"]
+    )
+    lines = [
+        "| dataset | method | seed | dev per epoch | best epoch | last-epoch gain | steps | minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in curves.itertuples():
+        lines.append(
+            f"| {r.dataset} | {r.method} | {r.seed} | {', '.join(f'{d:.1f}' for d in r.dev)} | {r.best_epoch} | "
+            f"{r.last_gain:+.1f} | {r.steps} | {r.minutes:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(runs: pd.DataFrame) -> str:
@@ -85,25 +144,19 @@ def main() -> None:
     parser.add_argument("results_dir", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--command", action="append", default=[], help="the command(s) that produced the runs")
+    parser.add_argument("--curves", action="store_true", help="one row per run: its dev curve, steps and minutes")
     args = parser.parse_args()
+    if args.curves:
+        curves = curve_rows(args.results_dir)
+        if curves.empty:
+            raise SystemExit(f"error: no runs/*/*/*/metrics.json under {args.results_dir}")
+        args.out.write_text(curves_markdown(curves))
+        print(args.out.read_text())
+        return
     runs = summary_rows(args.results_dir)
     if runs.empty:
         raise SystemExit(f"error: no runs/*/*/*/metrics.json under {args.results_dir}")
-    order = {
-        m: i
-        for i, m in enumerate(
-            [
-                "ce",
-                "focal",
-                "dice",
-                "icf",
-                "hamr_full",
-                "hamr_no_resampling",
-                "hamr_no_meta_weight",
-                "hamr_no_neighbor_boost",
-            ]
-        )
-    }
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
     runs = runs.sort_values(["dataset", "method"], key=lambda s: s.map(order).fillna(99) if s.name == "method" else s)
     header = [
         "# Run summary",

@@ -14,10 +14,8 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from transformers import set_seed
 
 from hamr.checkpoint import Checkpointer
-from hamr.components import build_components
 from hamr.config import register_configs, validate
 from hamr.data.prepare import load_dataset_splits
 from hamr.evaluation import compact_predictions, predict, score
@@ -60,6 +58,12 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _train(cfg: DictConfig, settings, resolved: dict, task_data, lock: RunLock, loss) -> dict:
+    # imported here, not at the top: transformers' scheduler and seed helpers import peft (when
+    # installed) and with it the generation stack, seconds that a sweep of finished runs never needs
+    from transformers import set_seed
+
+    from hamr.components import build_components
+
     run_dir, ds, tr = Path(settings.paths.run_dir), settings.dataset, settings.trainer
     commit, started = git_commit(), time.time()  # the code as it is when the run starts
     set_seed(tr.seed)
