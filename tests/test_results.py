@@ -3,9 +3,10 @@
 import json
 
 import numpy as np
+import pytest
 
 from hamr.results import write_run
-from hamr.runs import load_runs
+from hamr.runs import dev_curve, last_epoch_dev_gain, load_runs
 
 
 def test_load_runs_reads_finished_and_failed_runs(tmp_path):
@@ -37,3 +38,12 @@ def test_load_runs_of_an_empty_folder_has_the_columns(tmp_path):
     runs, failed = load_runs(tmp_path)
     assert runs.empty and failed.empty
     assert {"dataset", "method", "seed", "dev", "test", "metrics"} <= set(runs.columns)
+
+
+def test_last_epoch_dev_gain_is_the_last_two_dev_scores_difference():
+    history = [{"dev_macro_f1": 0.40}, {"dev_macro_f1": 0.55}, {"dev_macro_f1": 0.52}]
+    assert dev_curve({"history": history}) == pytest.approx([40.0, 55.0, 52.0])
+    assert last_epoch_dev_gain({"history": history}) == pytest.approx(-3.0)  # last minus the one before
+    assert last_epoch_dev_gain({"history": history[:1]}) is None  # one epoch: no gain to report
+    assert last_epoch_dev_gain({"history": [*history, {"epoch": 4}]}) is None  # last epoch not scored on dev
+    assert last_epoch_dev_gain({}) is None

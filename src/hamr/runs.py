@@ -72,6 +72,26 @@ def run_collapsed(metrics: dict) -> bool:
     return isinstance(dev, dict) and "per_class_f1" in dev and collapsed(dev)
 
 
+def dev_curve(metrics: dict) -> list[float]:
+    """A record's dev Macro-F1 x100 per epoch (``history``), cut at the first epoch without a dev
+    score (a record from before dev was scored every epoch)."""
+    curve = []
+    for epoch in metrics.get("history", []):
+        if "dev_macro_f1" not in epoch:
+            break
+        curve.append(100 * epoch["dev_macro_f1"])
+    return curve
+
+
+def last_epoch_dev_gain(metrics: dict) -> float | None:
+    """The last epoch's dev Macro-F1 minus the one before's, x100 (near 0: the run had stopped
+    improving); None when fewer than two epochs have a dev score or the last one has none."""
+    curve = dev_curve(metrics)
+    if len(curve) < 2 or len(curve) < len(metrics.get("history", [])):
+        return None
+    return curve[-1] - curve[-2]
+
+
 def finished_run(run_dir: Path, resolved: dict) -> dict | None:
     """The metrics of a finished run of the same configuration in ``run_dir``, if there is one (an
     unreadable metrics.json is named in a warning and counts as no finished run: it is replaced)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hamr.runs import load_runs
+from hamr.runs import dev_curve, last_epoch_dev_gain, load_runs
 
 
 def summary_rows(results_dir: Path) -> pd.DataFrame:
@@ -73,7 +73,8 @@ def curve_rows(results_dir: Path) -> pd.DataFrame:
     runs, _ = load_runs(results_dir)
     rows = []
     for m in runs.metrics:
-        dev = [100 * h["dev_macro_f1"] for h in m["history"]]
+        dev = dev_curve(m)
+        gain = last_epoch_dev_gain(m)
         rows.append(
             {
                 "dataset": m["dataset"],
@@ -81,7 +82,7 @@ def curve_rows(results_dir: Path) -> pd.DataFrame:
                 "seed": m["seed"],
                 "dev": dev,
                 "best_epoch": 1 + max(range(len(dev)), key=lambda i: (dev[i], -i)),
-                "last_gain": dev[-1] - dev[-2] if len(dev) > 1 else float("nan"),
+                "last_gain": float("nan") if gain is None else gain,
                 "steps": m.get("steps"),
                 "minutes": m["wall_seconds"] / 60,
             }
@@ -146,16 +147,13 @@ def main() -> None:
     parser.add_argument("--command", action="append", default=[], help="the command(s) that produced the runs")
     parser.add_argument("--curves", action="store_true", help="one row per run: its dev curve, steps and minutes")
     args = parser.parse_args()
-    if args.curves:
-        curves = curve_rows(args.results_dir)
-        if curves.empty:
-            raise SystemExit(f"error: no runs/*/*/*/metrics.json under {args.results_dir}")
-        args.out.write_text(curves_markdown(curves))
-        print(args.out.read_text())
-        return
-    runs = summary_rows(args.results_dir)
+    runs = curve_rows(args.results_dir) if args.curves else summary_rows(args.results_dir)
     if runs.empty:
         raise SystemExit(f"error: no runs/*/*/*/metrics.json under {args.results_dir}")
+    if args.curves:
+        args.out.write_text(curves_markdown(runs))
+        print(args.out.read_text())
+        return
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     runs = runs.sort_values(["dataset", "method"], key=lambda s: s.map(order).fillna(99) if s.name == "method" else s)
     header = [

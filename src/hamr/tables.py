@@ -36,7 +36,7 @@ import pandas as pd
 from hamr import paper
 from hamr.algorithm.diagnostics import DIAGNOSTICS
 from hamr.results import atomic_write_bytes
-from hamr.runs import load_runs
+from hamr.runs import last_epoch_dev_gain, load_runs
 from hamr.significance import item_counts, paired_bootstrap
 
 BASELINES = list(paper.BASELINES)
@@ -359,11 +359,7 @@ def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     epoch was the last, the optimizer steps, and the collapsed seeds."""
     rows = []
     for (dataset, method), sel in runs.groupby(["dataset", "method"], sort=False):
-        gains = [
-            100 * (m["history"][-1]["dev_macro_f1"] - m["history"][-2]["dev_macro_f1"])
-            for m in sel.metrics
-            if len(m.get("history", [])) >= 2 and all("dev_macro_f1" in r for r in m["history"][-2:])
-        ]
+        gains = [g for g in map(last_epoch_dev_gain, sel.metrics) if g is not None]
         last_best = sum(m.get("selected_epoch") == len(m.get("history", [])) for m in sel.metrics)
         rows.append(
             {
