@@ -8,11 +8,13 @@ per-class F1. And the one rule for a run that did not learn (:func:`collapsed`).
 
 from __future__ import annotations
 
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-
 
 def classification_scores(y_true: list[int], y_pred: list[int], label_names: list[str]) -> dict:
     """Scores of class ids; ``per_class_f1`` covers every class in ``label_names``."""
+    # imported here, as seqeval below: scikit-learn takes seconds to import, and every `hamr.train`
+    # process (a config error, a skipped finished run) imports this module
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
     ids = list(range(len(label_names)))
     _, _, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
     return {
