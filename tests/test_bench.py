@@ -165,3 +165,49 @@ def test_a_timed_pass_starts_afresh_its_records_dropped_and_h_unchanged():
     method.end_epoch(0)
     np.testing.assert_array_equal(method.h, h_before)
     assert method.next_extra_batches() != []  # a meta step comes first again
+
+
+def test_mode_summary_reads_modes_kept_elsewhere_for_several_datasets(tmp_path):
+    from hamr.results import write_run
+
+    def runs(folder, dataset, devs):
+        for seed, dev in enumerate(devs, start=1):
+            write_run(
+                folder / "runs" / dataset / "hamr_full" / f"seed={seed}",
+                {"dev_macro_f1": dev, "test_macro_f1": dev, "train_seconds": 10.0, "steps": 5},
+                {},
+            )
+
+    runs(tmp_path / "curves", "sst5", [0.40, 0.44])  # mean 0.42, std 0.028
+    runs(tmp_path / "curves", "bionlp2004", [0.60, 0.61])  # mean 0.605, std 0.007
+    runs(tmp_path / "scope_0", "sst5", [0.41, 0.42])  # 0.415: within one std
+    runs(tmp_path / "scope_0", "bionlp2004", [0.55, 0.56])  # 0.555: not within
+    run_script(
+        "bench_modes.py",
+        "--exact",
+        str(tmp_path / "curves"),
+        "--mode",
+        f"scope0={tmp_path / 'scope_0'}",
+        "--method",
+        "hamr_full",
+        "--dataset",
+        "sst5",
+        "bionlp2004",
+        "--step-bench",
+        str(tmp_path / "absent.json"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    summaries = json.loads((tmp_path / "out" / "modes.json").read_text())["datasets"]
+    assert [(s["dataset"], list(s["modes"])) for s in summaries] == [
+        ("sst5", ["exact", "scope0"]),
+        ("bionlp2004", ["exact", "scope0"]),
+    ]  # only the named mode, each dataset on its own
+    assert [s["modes"]["scope0"]["keeps_accuracy"] for s in summaries] == [True, False]
+    text = (tmp_path / "out" / "modes.md").read_text()
+    assert "## sst5" in text and "## bionlp2004" in text
+    assert "| scope0 | `hamr.meta.scope=0` | 1,2 | 41.5 ± 0.7 |" in text
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_modes.py"), "--mode", "scope9=x"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "--mode scope9=x: expected MODE=DIR" in proc.stderr

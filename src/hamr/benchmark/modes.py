@@ -8,8 +8,12 @@ runs) and each mode's runs (``<modes>/<mode>/runs/<dataset>/<method>/seed=*``; m
 ``hamr_authors_full``, the hamr=authors preset these were measured with), and the step
 benchmark (``results/bench/step_cpu.json``, the modes' step time / CE step time measured side by
 side). A mode keeps the accuracy when its mean dev Macro-F1 is within one seed-std (ddof 1) of the
-exact step's mean. Writes ``<modes>/modes.{md,json}``: per mode dev and test mean ± std, the step
-ratios, and the cheapest mode that keeps the accuracy, with whether it is ≤ 1.3× CE.
+exact step's mean. Writes ``<modes>/modes.{md,json}`` (or ``--out``): per dataset and mode dev and
+test mean ± std, the step ratios, and the cheapest mode that keeps the accuracy, with whether it is
+≤ 1.3× CE. Runs kept elsewhere are named mode by mode, e.g. the curve regime's check:
+
+    python scripts/bench_modes.py --exact results/curves_cpu --mode scope0=results/curves_cpu_meta_scope_0 \
+      --method hamr_full --dataset hurricane_irma_2017 bionlp2004 sst5 --out results/curves_cpu_meta_scope_0
 """
 
 from __future__ import annotations
@@ -40,9 +44,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--exact", type=Path, default=Path("results/table_cpu"), help="folder holding the exact runs")
     parser.add_argument("--modes", type=Path, default=Path("results/bench/modes"), help="folder of <mode>/runs")
     parser.add_argument("--step-bench", type=Path, default=Path("results/bench/step_cpu.json"))
-    parser.add_argument("--dataset", default="cyclone_idai_2019")
+    parser.add_argument(
+        "--mode",
+        action="append",
+        default=[],
+        metavar="MODE=DIR",
+        help=f"a mode's runs in DIR instead of <modes>/MODE, MODE one of {list(MODES)[1:]} (repeatable; only these)",
+    )
+    parser.add_argument("--dataset", nargs="+", default=["cyclone_idai_2019"])
     parser.add_argument("--method", default="hamr_authors_full", help="the run folders' method name")
-    return parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=None, help="folder for modes.{md,json} (default: --modes)")
+    args = parser.parse_args(argv)
+    folders = {}
+    for item in args.mode:
+        mode, sep, folder = item.partition("=")
+        if not sep or mode not in MODES or mode == "exact":
+            parser.error(f"--mode {item}: expected MODE=DIR with MODE one of {list(MODES)[1:]}")
+        folders[mode] = Path(folder)
+    args.mode_folders = folders or {mode: args.modes / mode for mode in list(MODES)[1:]}
+    args.out = args.out or args.modes
+    return args
 
 
 def mode_scores(folder: Path, dataset: str, method: str) -> dict | None:
@@ -63,11 +84,12 @@ def mode_scores(folder: Path, dataset: str, method: str) -> dict | None:
     }
 
 
-def summarise(args: argparse.Namespace) -> dict:
+def summarise(args: argparse.Namespace, dataset: str) -> dict:
     step = json.loads(args.step_bench.read_text()) if args.step_bench.is_file() else {"datasets": {}}
     rows = {}
-    for mode, (override, variant) in MODES.items():
-        scores = mode_scores(args.exact if mode == "exact" else args.modes / mode, args.dataset, args.method)
+    for mode, folder in {"exact": args.exact, **args.mode_folders}.items():
+        override, variant = MODES[mode]
+        scores = mode_scores(folder, dataset, args.method)
         ratios = {
             name: d["variants"][variant]["ratio_to_ce_median"]
             for name, d in step["datasets"].items()
@@ -85,7 +107,8 @@ def summarise(args: argparse.Namespace) -> dict:
     keeping = [m for m, r in rows.items() if m != "exact" and r["keeps_accuracy"] and r["step_ratio_to_ce"]]
     cheapest = min(keeping, key=lambda m: max(rows[m]["step_ratio_to_ce"].values()), default=None)
     return {
-        "dataset": args.dataset,
+        "dataset": dataset,
+        "method": args.method,
         "modes": rows,
         "cheapest_keeping_accuracy": cheapest,
         "target_ratio": TARGET_RATIO,
@@ -99,18 +122,25 @@ def pct(mean: float, std: float) -> str:
     return f"{100 * mean:.1f}" + ("" if np.isnan(std) else f" ± {100 * std:.1f}")
 
 
-def markdown(summary: dict) -> str:
+def markdown(summaries: list[dict]) -> str:
+    first = summaries[0]
     lines = [
         "# Cheaper meta modes vs the exact step",
         "",
-        f"Made by `{summary['command']}` on {summary['built_at']} from the runs' metrics.json and the step "
-        f"benchmark (`{summary['step_bench']['command']}`, {summary['step_bench']['date']}).",
+        f"Made by `{first['command']}` on {first['built_at']} from the runs' metrics.json and the step "
+        f"benchmark (`{first['step_bench']['command']}`, {first['step_bench']['date']}).",
         "",
-        f"Dataset {summary['dataset']}, the `cpu` table's settings (`experiment=table_cpu`), HAMR full, one row per "
-        "mode; Macro-F1 in %, mean ± std over seeds. Step / CE: the mode's training step time over a CE step "
-        "measured side by side on the same batches (scripts/bench_step.py). Keeps accuracy: mean dev Macro-F1 "
-        "within one seed-std of the exact step's.",
-        "",
+        f"Runs of `{first['method']}`, one row per mode; Macro-F1 in %, mean ± std over seeds (dev: the dev-selected "
+        "epoch's). Step / CE: the mode's training step time over a CE step measured side by side on the same "
+        "batches (scripts/bench_step.py). Keeps accuracy: mean dev Macro-F1 within one seed-std of the exact step's.",
+    ]
+    for summary in summaries:
+        lines += ["", f"## {summary['dataset']}", "", *dataset_lines(summary)]
+    return "\n".join(lines) + "\n"
+
+
+def dataset_lines(summary: dict) -> list[str]:
+    lines = [
         "| mode | override | seeds | dev Macro-F1 | test Macro-F1 | step / CE | keeps accuracy |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -138,14 +168,16 @@ def markdown(summary: dict) -> str:
             f"Cheapest mode that keeps the accuracy: **{cheapest}**; target ≤ {summary['target_ratio']}× a CE "
             f"step: **{', '.join(verdicts)}**."
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    summary = summarise(args)
-    atomic_write_bytes(args.modes / "modes.json", json.dumps(summary, indent=2).encode())
-    text = markdown(summary)
-    atomic_write_bytes(args.modes / "modes.md", text.encode())
+    summaries = [summarise(args, dataset) for dataset in args.dataset]
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = summaries[0] if len(summaries) == 1 else {"datasets": summaries}
+    atomic_write_bytes(args.out / "modes.json", json.dumps(record, indent=2).encode())
+    text = markdown(summaries)
+    atomic_write_bytes(args.out / "modes.md", text.encode())
     print(text)
     return 0
