@@ -141,7 +141,7 @@ def test_mode_summary_flags_modes_within_one_seed_std_of_exact_and_picks_the_che
         "--step-bench",
         str(tmp_path / "step.json"),
     )
-    summary = json.loads((tmp_path / "modes" / "modes.json").read_text())
+    (summary,) = json.loads((tmp_path / "modes" / "modes.json").read_text())["datasets"]
     keeps = {mode: row["keeps_accuracy"] for mode, row in summary["modes"].items()}
     assert keeps == {"exact": True, "every4": True, "scope2": True, "scope0": False}
     assert summary["cheapest_keeping_accuracy"] == "scope2"  # 1.2x; scope0 is cheaper but loses accuracy
@@ -182,6 +182,13 @@ def test_mode_summary_reads_modes_kept_elsewhere_for_several_datasets(tmp_path):
     runs(tmp_path / "curves", "bionlp2004", [0.60, 0.61])  # mean 0.605, std 0.007
     runs(tmp_path / "scope_0", "sst5", [0.45, 0.46])  # 0.455: more than one std above, keeps
     runs(tmp_path / "scope_0", "bionlp2004", [0.55, 0.56])  # 0.555: more than one std below
+    step = {
+        "datasets": {
+            name: {"variants": {"hamr_exact": {"ratio_to_ce_median": 3.0}, "hamr_scope0": {"ratio_to_ce_median": r}}}
+            for name, r in [("sst5", 1.2), ("mit_restaurant", 1.4)]
+        }
+    }
+    (tmp_path / "step.json").write_text(json.dumps(step))
     run_script(
         "bench_modes.py",
         "--exact",
@@ -194,7 +201,7 @@ def test_mode_summary_reads_modes_kept_elsewhere_for_several_datasets(tmp_path):
         "sst5",
         "bionlp2004",
         "--step-bench",
-        str(tmp_path / "absent.json"),
+        str(tmp_path / "step.json"),
         "--out",
         str(tmp_path / "out"),
     )
@@ -204,6 +211,11 @@ def test_mode_summary_reads_modes_kept_elsewhere_for_several_datasets(tmp_path):
         ("bionlp2004", ["exact", "scope0"]),
     ]  # only the named mode, each dataset on its own
     assert [s["modes"]["scope0"]["keeps_accuracy"] for s in summaries] == [True, False]
+    # a dataset the step bench measured gets its own ratio; one it did not, every measured dataset's
+    assert [s["modes"]["scope0"]["step_ratio_to_ce"] for s in summaries] == [
+        {"sst5": 1.2},
+        {"sst5": 1.2, "mit_restaurant": 1.4},
+    ]
     text = (tmp_path / "out" / "modes.md").read_text()
     assert "## sst5" in text and "## bionlp2004" in text
     assert "| scope0 | `hamr.meta.scope=0` | 1,2 | 45.5 ± 0.7 |" in text

@@ -48,6 +48,16 @@ def test_curves_markdown_lists_baselines_first_then_seeds(tmp_path):
     assert rows[2] == "| sst5 | hamr_full | 1 | 50.0, 60.0 | 2 | +10.0 | 40 | 10 |"
 
 
+def test_a_run_without_a_dev_scored_epoch_is_listed_without_a_curve(tmp_path):
+    """A record from before dev was scored every epoch has no curve: a row of dashes, not a crash."""
+    _write(tmp_path, "ce", 1, [0.3, 0.35])
+    metrics = {"dataset": "sst5", "method": "ce", "seed": 2, "dev_macro_f1": 0.4, "test_macro_f1": 0.1}
+    metrics |= {"dev": {"per_class_f1": {"a": 0.4}}, "history": [{"epoch": 1}], "steps": 40, "wall_seconds": 60.0}
+    write_run(tmp_path / "runs/sst5/ce/seed=2", metrics, {"test": np.array([0])})
+    rows = curves_markdown(curve_rows(tmp_path)).splitlines()[2:]
+    assert rows == ["| sst5 | ce | 1 | 30.0, 35.0 | 2 | +5.0 | 40 | 10 |", "| sst5 | ce | 2 | - | - | - | 40 | 1 |"]
+
+
 def test_the_command_line_writes_the_curves_table(tmp_path, monkeypatch):
     _write(tmp_path, "ce", 1, [0.3, 0.35])
     out = tmp_path / "curves.md"

@@ -68,8 +68,9 @@ METHOD_ORDER = (
 
 def curve_rows(results_dir: Path) -> pd.DataFrame:
     """One row per finished run: dataset, method, seed, dev (dev Macro-F1 x100 per epoch, a list),
-    best_epoch (1-based, the first epoch with the highest dev), last_gain (dev points x100 of the
-    last epoch over the one before; NaN after one epoch), steps, minutes (the run's wall clock)."""
+    best_epoch (1-based, the first epoch with the highest dev; None when no epoch has a dev score),
+    last_gain (dev points x100 of the last epoch over the one before; NaN after one epoch), steps,
+    minutes (the run's wall clock)."""
     runs, _ = load_runs(results_dir)
     rows = []
     for m in runs.metrics:
@@ -81,14 +82,14 @@ def curve_rows(results_dir: Path) -> pd.DataFrame:
                 "method": m["method"],
                 "seed": m["seed"],
                 "dev": dev,
-                "best_epoch": 1 + max(range(len(dev)), key=lambda i: (dev[i], -i)),
+                "best_epoch": 1 + max(range(len(dev)), key=lambda i: (dev[i], -i)) if dev else None,
                 "last_gain": float("nan") if gain is None else gain,
                 "steps": m.get("steps"),
                 "minutes": m["wall_seconds"] / 60,
             }
         )
     columns = ["dataset", "method", "seed", "dev", "best_epoch", "last_gain", "steps", "minutes"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns).astype({"best_epoch": "Int64"})  # Int64: a run without one is <NA>
 
 
 def curves_markdown(curves: pd.DataFrame) -> str:
@@ -103,9 +104,10 @@ def curves_markdown(curves: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in curves.itertuples():
+        gain = "-" if pd.isna(r.last_gain) else f"{r.last_gain:+.1f}"
         lines.append(
-            f"| {r.dataset} | {r.method} | {r.seed} | {', '.join(f'{d:.1f}' for d in r.dev)} | {r.best_epoch} | "
-            f"{r.last_gain:+.1f} | {r.steps} | {r.minutes:.0f} |"
+            f"| {r.dataset} | {r.method} | {r.seed} | {', '.join(f'{d:.1f}' for d in r.dev) or '-'} | "
+            f"{'-' if pd.isna(r.best_epoch) else r.best_epoch} | {gain} | {r.steps} | {r.minutes:.0f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -7,14 +7,17 @@ Reads the exact HAMR runs (``<exact>/runs/<dataset>/<method>/seed=*``, the `cpu`
 runs) and each mode's runs (``<modes>/<mode>/runs/<dataset>/<method>/seed=*``; method
 ``hamr_authors_full``, the hamr=authors preset these were measured with), and the step
 benchmark (``results/bench/step_cpu.json``, the modes' step time / CE step time measured side by
-side). A mode keeps the accuracy when its mean dev Macro-F1 is at most one seed-std (ddof 1) of the
-exact runs below the exact step's mean (a mode that scores higher keeps it too). Writes
-``<modes>/modes.{md,json}`` (or ``--out``): per dataset and mode dev and test mean ± std, the step
-ratios, and the cheapest mode that keeps the accuracy, with whether it is ≤ 1.3× CE. Runs kept
-elsewhere are named mode by mode, e.g. the curve regime's check:
+side; the run's own dataset's ratio where the benchmark measured it, else every dataset's). A
+mode keeps the accuracy when its mean dev Macro-F1 is at most one seed-std (ddof 1) of the exact
+runs below the exact step's mean (a mode that scores higher keeps it too). Writes
+``<modes>/modes.{md,json}`` (or ``--out``), one shape for one or several datasets: per dataset
+and mode dev and test mean ± std, the step ratios, and the cheapest mode that keeps the
+accuracy, with whether it is ≤ 1.3× CE. Runs kept elsewhere are named mode by mode, e.g. the
+curve regime's check:
 
     python scripts/bench_modes.py --exact results/curves_cpu --mode scope0=results/curves_cpu_meta_scope_0 \
-      --method hamr_full --dataset hurricane_irma_2017 bionlp2004 sst5 --out results/curves_cpu_meta_scope_0
+      --method hamr_full --dataset hurricane_irma_2017 bionlp2004 sst5 \
+      --step-bench results/bench/sizing/step_cpu.json --out results/curves_cpu_meta_scope_0
 """
 
 from __future__ import annotations
@@ -85,15 +88,22 @@ def mode_scores(folder: Path, dataset: str, method: str) -> dict | None:
     }
 
 
-def summarise(args: argparse.Namespace, dataset: str) -> dict:
-    step = json.loads(args.step_bench.read_text()) if args.step_bench.is_file() else {"datasets": {}}
+def read_step_bench(path: Path) -> dict:
+    """The step benchmark's JSON; a missing file gives no ratios (the modes' speed column reads "-")."""
+    return json.loads(path.read_text()) if path.is_file() else {"datasets": {}}
+
+
+def summarise(args: argparse.Namespace, dataset: str, step: dict) -> dict:
+    """One dataset's modes: scores, the step ratios of ``step`` (read_step_bench) and the cheapest keeping mode."""
     rows = {}
     for mode, folder in {"exact": args.exact, **args.mode_folders}.items():
         override, variant = MODES[mode]
         scores = mode_scores(folder, dataset, args.method)
+        # the run's own dataset where the bench measured it, otherwise every dataset it measured
+        measured = {dataset: step["datasets"][dataset]} if dataset in step["datasets"] else step["datasets"]
         ratios = {
             name: d["variants"][variant]["ratio_to_ce_median"]
-            for name, d in step["datasets"].items()
+            for name, d in measured.items()
             if variant in d["variants"]
         }
         rows[mode] = {"override": override, "scores": scores, "step_ratio_to_ce": ratios}
@@ -107,41 +117,31 @@ def summarise(args: argparse.Namespace, dataset: str) -> dict:
         )
     keeping = [m for m, r in rows.items() if m != "exact" and r["keeps_accuracy"] and r["step_ratio_to_ce"]]
     cheapest = min(keeping, key=lambda m: max(rows[m]["step_ratio_to_ce"].values()), default=None)
-    return {
-        "dataset": dataset,
-        "method": args.method,
-        "modes": rows,
-        "cheapest_keeping_accuracy": cheapest,
-        "target_ratio": TARGET_RATIO,
-        "step_bench": {k: step.get(k) for k in ("command", "date", "machine")},
-        "built_at": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-    }
+    return {"dataset": dataset, "modes": rows, "cheapest_keeping_accuracy": cheapest}
 
 
 def pct(mean: float, std: float) -> str:
     return f"{100 * mean:.1f}" + ("" if np.isnan(std) else f" ± {100 * std:.1f}")
 
 
-def markdown(summaries: list[dict]) -> str:
-    first = summaries[0]
+def markdown(record: dict) -> str:
     lines = [
         "# Cheaper meta modes vs the exact step",
         "",
-        f"Made by `{first['command']}` on {first['built_at']} from the runs' metrics.json and the step "
-        f"benchmark (`{first['step_bench']['command']}`, {first['step_bench']['date']}).",
+        f"Made by `{record['command']}` on {record['built_at']} from the runs' metrics.json and the step "
+        f"benchmark (`{record['step_bench']['command']}`, {record['step_bench']['date']}).",
         "",
-        f"Runs of `{first['method']}`, one row per mode; Macro-F1 in %, mean ± std over seeds (dev: the dev-selected "
+        f"Runs of `{record['method']}`, one row per mode; Macro-F1 in %, mean ± std over seeds (dev: the dev-selected "
         "epoch's). Step / CE: the mode's training step time over a CE step measured side by side on the same "
         "batches (scripts/bench_step.py). Keeps accuracy: mean dev Macro-F1 at most one seed-std (of the exact "
         "runs) below the exact step's.",
     ]
-    for summary in summaries:
-        lines += ["", f"## {summary['dataset']}", "", *dataset_lines(summary)]
+    for summary in record["datasets"]:
+        lines += ["", f"## {summary['dataset']}", "", *dataset_lines(summary, record["target_ratio"])]
     return "\n".join(lines) + "\n"
 
 
-def dataset_lines(summary: dict) -> list[str]:
+def dataset_lines(summary: dict, target_ratio: float) -> list[str]:
     lines = [
         "| mode | override | seeds | dev Macro-F1 | test Macro-F1 | step / CE | keeps accuracy |",
         "|---|---|---|---|---|---|---|",
@@ -163,11 +163,9 @@ def dataset_lines(summary: dict) -> list[str]:
         lines.append("No cheaper mode keeps the exact step's dev Macro-F1 (or runs are missing).")
     else:
         ratios = summary["modes"][cheapest]["step_ratio_to_ce"]
-        verdicts = [
-            f"{'met' if v <= summary['target_ratio'] else 'not met'} on {k} ({v:.2f}×)" for k, v in ratios.items()
-        ]
+        verdicts = [f"{'met' if v <= target_ratio else 'not met'} on {k} ({v:.2f}×)" for k, v in ratios.items()]
         lines.append(
-            f"Cheapest mode that keeps the accuracy: **{cheapest}**; target ≤ {summary['target_ratio']}× a CE "
+            f"Cheapest mode that keeps the accuracy: **{cheapest}**; target ≤ {target_ratio}× a CE "
             f"step: **{', '.join(verdicts)}**."
         )
     return lines
@@ -175,11 +173,18 @@ def dataset_lines(summary: dict) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    summaries = [summarise(args, dataset) for dataset in args.dataset]
+    step = read_step_bench(args.step_bench)
+    record = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "built_at": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "method": args.method,
+        "target_ratio": TARGET_RATIO,
+        "step_bench": {k: step.get(k) for k in ("command", "date", "machine")},
+        "datasets": [summarise(args, dataset, step) for dataset in args.dataset],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
-    record = summaries[0] if len(summaries) == 1 else {"datasets": summaries}
     atomic_write_bytes(args.out / "modes.json", json.dumps(record, indent=2).encode())
-    text = markdown(summaries)
+    text = markdown(record)
     atomic_write_bytes(args.out / "modes.md", text.encode())
     print(text)
     return 0
