@@ -6,7 +6,7 @@ export HAMR_DATA_DIR ?= $(CURDIR)/data
 ARGS ?=
 comma := ,
 
-# --- make reproduce-table PROFILE=cpu|paper|smoke [FORCE=1] [LAUNCHER=basic|parallel|slurm] [SWEEP_ARGS=...]
+# --- make reproduce-table PROFILE=cpu|cpu_converged|paper|smoke [FORCE=1] [LAUNCHER=basic|parallel|slurm] [SWEEP_ARGS=...]
 PROFILE ?= cpu
 LAUNCHER ?= basic
 FORCE ?=
@@ -16,12 +16,16 @@ MAIN_DATASETS := bionlp2004,tweetner7_2020,mit_restaurant,hurricane_irma_2017,cy
 ABLATION_DATASETS := bionlp2004,hurricane_irma_2017
 BASELINES := ce,focal,dice,icf
 ABLATIONS := no_resampling,no_meta_weight,no_neighbor_boost
-# HAMR as this project runs it (hamr=default), and with the authors' per-step constants (hamr=authors)
-HAMR_PRESETS := default,authors
+# HAMR as this project runs it (hamr=default), and with the authors' per-step constants (hamr=authors);
+# the converged profile runs hamr=default alone (its regime is not the authors' constants')
+HAMR_PRESETS_cpu_converged := default
+HAMR_PRESETS ?= $(or $(HAMR_PRESETS_$(PROFILE)),default$(comma)authors)
 # HAMR over each other loss (the main table's "HAMR + loss (dev)" column); the cpu profile's committed
 # grid predates it, so it is empty there until the converged table's profile sets it
 HAMR_LOSSES_paper := focal,dice,icf
 HAMR_LOSSES_cpu :=
+# (the converged profile: the loss chosen on dev by make tune-hamr-loss, set when that study is done)
+HAMR_LOSSES_cpu_converged :=
 # (the smoke grid: one loss is enough to run the column through the pipeline)
 HAMR_LOSSES_smoke := focal
 HAMR_LOSSES ?= $(HAMR_LOSSES_$(PROFILE))
@@ -31,22 +35,30 @@ TABLE_ARGS_smoke := --keep-collapsed
 TABLE_ARGS ?= $(TABLE_ARGS_$(PROFILE))
 SEEDS_paper := 1,2,3
 SEEDS_cpu := 1,2,3
+SEEDS_cpu_converged := 1,2,3,4,5
+# the ablations' seeds where a profile runs fewer than the main table's
+ABLATION_SEEDS_cpu_converged := 1,2,3
 SEEDS_smoke := 1,2
 RESULTS_paper := results/table_paper
 RESULTS_cpu := results/table_cpu
+RESULTS_cpu_converged := results/table_cpu_converged
 RESULTS_smoke := outputs/table_smoke
 TABLES_paper := results/tables_paper
 TABLES_cpu := results/tables
+TABLES_cpu_converged := results/tables_cpu_converged
 TABLES_smoke := outputs/table_smoke/tables
 FIGURES_paper := results/figures_paper
 FIGURES_cpu := results/figures
+FIGURES_cpu_converged := results/figures_cpu_converged
 FIGURES_smoke := outputs/table_smoke/figures
 SEEDS ?= $(SEEDS_$(PROFILE))
+ABLATION_SEEDS ?= $(or $(ABLATION_SEEDS_$(PROFILE)),$(SEEDS))
 RESULTS ?= $(RESULTS_$(PROFILE))
 TABLES ?= $(TABLES_$(PROFILE))
 FIGURES ?= $(if $(filter command line,$(origin TABLES)),$(TABLES)/../figures,$(FIGURES_$(PROFILE)))
-SWEEP := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
-	paths.results_dir=$(abspath $(RESULTS)) trainer.seed=$(SEEDS) $(if $(FORCE),force=true) $(SWEEP_ARGS)
+SWEEP_ANY_SEEDS := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hydra/launcher=$(LAUNCHER) \
+	paths.results_dir=$(abspath $(RESULTS)) $(if $(FORCE),force=true) $(SWEEP_ARGS)
+SWEEP := $(SWEEP_ANY_SEEDS) trainer.seed=$(SEEDS)
 
 .PHONY: help install test test-fast test-gpu lint train demo bench bench-modes reproduce-table tables tune-baselines tune-hamr tune-summary check-reproduce clean
 
@@ -98,7 +110,7 @@ reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default)
 	$(SWEEP) method=hamr hamr=$(HAMR_PRESETS) ablation=full dataset=$(MAIN_DATASETS) || status=1; \
 	$(if $(HAMR_LOSSES),$(SWEEP) method=hamr hamr=default ablation=full baseline_loss=$(HAMR_LOSSES) \
 	  dataset=$(MAIN_DATASETS) || status=1;) \
-	$(SWEEP) method=hamr hamr=$(HAMR_PRESETS) ablation=$(ABLATIONS) \
+	$(SWEEP_ANY_SEEDS) trainer.seed=$(ABLATION_SEEDS) method=hamr hamr=$(HAMR_PRESETS) ablation=$(ABLATIONS) \
 	  dataset=$(ABLATION_DATASETS) || status=1; \
 	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE) \
 	  $(TABLE_ARGS) || status=1; \
@@ -109,11 +121,16 @@ reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default)
 TUNE_DATASETS ?= hurricane_irma_2017 bionlp2004
 TUNE := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) paths.results_dir=$(abspath results/tuning/table_$(PROFILE)) \
 	$(SWEEP_ARGS)
+# each study's tune preset: the first cpu profile tunes a baseline's lr (8 values), focal's lr x gamma
+# and HAMR's knobs; the converged profile tunes every method's lr alone (3 values), the rest kept
+TUNE_LR_cpu_converged := lr_cpu_converged
+TUNE_LR ?= $(or $(TUNE_LR_$(PROFILE)),lr)
+TUNE_FOCAL ?= $(or $(TUNE_LR_$(PROFILE)),focal)
 
-tune-baselines:  ## every baseline's learning rate (focal: and gamma) on dev, 8 trials x 2 seeds per dataset; resumes
+tune-baselines:  ## every baseline's learning rate (cpu: and focal's gamma) on dev, 8 (cpu_converged: 3) trials x 2 seeds per dataset; resumes
 	@status=0; for ds in $(TUNE_DATASETS); do \
 	  for loss in $(subst $(comma), ,$(BASELINES)); do \
-	    $(TUNE) method=baseline tune=$$( [ $$loss = focal ] && echo focal || echo lr ) baseline_loss=$$loss dataset=$$ds || status=1; \
+	    $(TUNE) method=baseline tune=$$( [ $$loss = focal ] && echo $(TUNE_FOCAL) || echo $(TUNE_LR) ) baseline_loss=$$loss dataset=$$ds || status=1; \
 	  done; \
 	done; $(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE) || status=1; exit $$status
 
@@ -122,13 +139,15 @@ RUN ?= results/table_cpu/runs/mit_restaurant/ce/seed=1
 check-reproduce:  ## rerun one committed run folder with today's code and compare it digit for digit (about 2 min)
 	$(BIN)/python scripts/check_reproduce.py $(RUN)
 
-# HAMR's search runs the meta step every 4th batch (2x cheaper; the weight-net travel keeps f_θ's total
-# movement, see conf/hamr/default.yaml); the chosen values are re-checked with the exact step
-TUNE_HAMR_ARGS ?= hamr.meta.every=4
+# The first cpu profile's HAMR search ran the meta step every 4th batch (2x cheaper; the weight-net travel
+# keeps f_θ's total movement, see conf/hamr/default.yaml), its choices re-checked with the exact step; the
+# converged profile tunes in the mode its table runs (hamr.meta.scope=0, set by the profile)
+TUNE_HAMR_cpu_converged := tune=lr_cpu_converged method=hamr
+TUNE_HAMR ?= $(or $(TUNE_HAMR_$(PROFILE)),tune=hamr hydra.sweeper.n_trials=8 hamr.meta.every=4)
 
-tune-hamr:  ## HAMR's knobs and the model's lr on dev, 8 trials x 2 seeds per dataset (as many as each baseline); resumes
+tune-hamr:  ## HAMR's knobs (cpu_converged: its lr alone) on dev, as many trials x 2 seeds per dataset as each baseline; resumes
 	@status=0; for ds in $(TUNE_DATASETS); do \
-	  $(TUNE) tune=hamr hydra.sweeper.n_trials=8 $(TUNE_HAMR_ARGS) dataset=$$ds || status=1; \
+	  $(TUNE) $(TUNE_HAMR) dataset=$$ds || status=1; \
 	done; $(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE) || status=1; exit $$status
 
 tune-summary:  ## the tuning study's summary (every trial's mean dev, the choices) -> results/tuning/table_<profile>/

@@ -42,3 +42,29 @@ def test_the_tuning_target_tunes_every_baseline():
         ["make", "-n", "tune-baselines", "TUNE_DATASETS=sst5"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert re.search(r"for loss in ce focal dice icf; do", dry)
+
+
+def dry_run(target: str, *variables: str) -> str:
+    return subprocess.run(
+        ["make", "-n", target, *variables], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_the_converged_profile_runs_five_seeds_three_in_the_ablations_and_hamr_default_alone():
+    converged = dry_run("reproduce-table", "PROFILE=cpu_converged")
+    main, hamr, ablations = [line for line in converged.splitlines() if "hamr.train" in line]
+    assert "trainer.seed=1,2,3,4,5 method=baseline baseline_loss=ce,focal,dice,icf" in main
+    assert "trainer.seed=1,2,3,4,5 method=hamr hamr=default ablation=full" in hamr
+    assert "trainer.seed=1,2,3 method=hamr hamr=default ablation=no_resampling" in ablations
+    assert "paths.results_dir=" + str(ROOT / "results" / "table_cpu_converged") in main
+    # the first cpu profile keeps its grid: 3 seeds everywhere and the authors' preset beside HAMR's
+    first = dry_run("reproduce-table", "PROFILE=cpu")
+    assert first.count("trainer.seed=1,2,3 ") == 3 and first.count("hamr=default,authors") == 2
+
+
+def test_the_converged_profile_tunes_every_methods_lr_in_the_tables_meta_mode():
+    baselines = dry_run("tune-baselines", "PROFILE=cpu_converged", "TUNE_DATASETS=sst5")
+    assert "echo lr_cpu_converged || echo lr_cpu_converged" in baselines  # focal too: its gamma is kept
+    hamr = dry_run("tune-hamr", "PROFILE=cpu_converged", "TUNE_DATASETS=sst5")
+    assert "tune=lr_cpu_converged method=hamr dataset=$ds" in hamr and "hamr.meta.every" not in hamr
+    assert "tune=hamr hydra.sweeper.n_trials=8 hamr.meta.every=4" in dry_run("tune-hamr", "PROFILE=cpu")
