@@ -71,8 +71,11 @@ install:  ## create .venv with the CPU build of torch and the package (editable)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,cpu,hf]'
 
+# two pytest workers (one per core, one torch thread each: tests/conftest.py); a file's tests stay on
+# one worker, so a module's fixture (the smoke grid) is built once
+TEST_WORKERS ?= 2
 test:  ## every test that runs on a CPU, the slow end-to-end ones too (what CI runs)
-	$(BIN)/python -m pytest -m "not gpu"
+	$(BIN)/python -m pytest -m "not gpu" -n $(TEST_WORKERS) --dist loadfile
 
 test-fast:  ## the quick day-to-day subset: skips the `slow` end-to-end runs
 	$(BIN)/python -m pytest -m "not slow and not gpu"

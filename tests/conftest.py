@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test runs one worker per core: one torch thread each (and in the jobs they start), not two
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from hamr import config, paper
 
 ROOT = Path(__file__).resolve().parents[1]
