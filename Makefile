@@ -60,7 +60,7 @@ SWEEP_ANY_SEEDS := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) hy
 	paths.results_dir=$(abspath $(RESULTS)) $(if $(FORCE),force=true) $(SWEEP_ARGS)
 SWEEP := $(SWEEP_ANY_SEEDS) trainer.seed=$(SEEDS)
 
-.PHONY: help install test test-fast test-gpu lint train demo bench bench-modes reproduce-table tables tune-baselines tune-hamr tune-summary check-reproduce clean
+.PHONY: help install test test-fast test-gpu lint train demo bench bench-modes reproduce-table tables tune-baselines tune-hamr tune-hamr-loss tune-summary check-reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -151,6 +151,11 @@ TUNE_HAMR ?= $(or $(TUNE_HAMR_$(PROFILE)),tune=hamr hydra.sweeper.n_trials=8 ham
 tune-hamr:  ## HAMR's knobs (cpu_converged: its lr alone) on dev, as many trials x 2 seeds per dataset as each baseline; resumes
 	@status=0; for ds in $(TUNE_DATASETS); do \
 	  $(TUNE) $(TUNE_HAMR) dataset=$$ds || status=1; \
+	done; $(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE) || status=1; exit $$status
+
+tune-hamr-loss:  ## HAMR + loss: which loss HAMR weights (focal, Dice, ICF), 3 trials x 2 seeds per dataset at HAMR's tuned values; after tune-hamr
+	@status=0; for ds in $(TUNE_DATASETS); do \
+	  $(TUNE) tune=hamr_loss dataset=$$ds || status=1; \
 	done; $(BIN)/python scripts/summarize_tuning.py results/tuning/table_$(PROFILE) || status=1; exit $$status
 
 tune-summary:  ## the tuning study's summary (every trial's mean dev, the choices) -> results/tuning/table_<profile>/

@@ -1,4 +1,5 @@
-"""Summarise a dev-only tuning study (the `tune=...` sweeps) into summary.md and chosen.json.
+"""Summarise a dev-only tuning study (the `tune=...` sweeps) into summary.md and chosen.json (and
+hamr_loss.json where `tune=hamr_loss` ran: per dataset, the loss HAMR weights best on dev).
 
     python scripts/summarize_tuning.py results/tuning/table_cpu [--tuned]
 
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from hamr.results import atomic_write_bytes
-from hamr.tuning import choices, load_trials, rank_trials, summary_markdown, tuned_values
+from hamr.tuning import choices, load_trials, loss_choices, loss_markdown, rank_trials, summary_markdown, tuned_values
 
 
 def main(argv=None) -> int:
@@ -36,9 +37,13 @@ def main(argv=None) -> int:
         f"{time.strftime('%Y-%m-%d %H:%M %Z')} ({platform.machine()}), from {len(trials)} finished runs. "
         "Each trial is the mean dev Macro-F1 over its seeds; test was not read.\n\n"
     )
-    atomic_write_bytes(args.results / "summary.md", (header + summary_markdown(ranked, chosen)).encode())
+    losses = loss_choices(chosen)
+    text = header + summary_markdown(ranked, chosen) + (f"\n{loss_markdown(losses)}" if losses else "")
+    atomic_write_bytes(args.results / "summary.md", text.encode())
     atomic_write_bytes(args.results / "chosen.json", json.dumps(chosen, indent=2).encode())
-    print(header + summary_markdown(ranked, chosen))
+    if losses:
+        atomic_write_bytes(args.results / "hamr_loss.json", json.dumps(losses, indent=2).encode())
+    print(text)
     if args.tuned:
         from omegaconf import OmegaConf
 

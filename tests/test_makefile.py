@@ -68,3 +68,5 @@ def test_the_converged_profile_tunes_every_methods_lr_in_the_tables_meta_mode():
     hamr = dry_run("tune-hamr", "PROFILE=cpu_converged", "TUNE_DATASETS=sst5")
     assert "tune=lr_cpu_converged method=hamr dataset=$ds" in hamr and "hamr.meta.every" not in hamr
     assert "tune=hamr hydra.sweeper.n_trials=8 hamr.meta.every=4" in dry_run("tune-hamr", "PROFILE=cpu")
+    loss = dry_run("tune-hamr-loss", "PROFILE=cpu_converged")
+    assert "experiment=table_cpu_converged" in loss and "tune=hamr_loss dataset=$ds" in loss

@@ -9,6 +9,7 @@ from hamr.results import atomic_write_json
 from hamr.tuning import (
     choices,
     load_trials,
+    loss_choices,
     parse_overrides,
     rank_trials,
     summary_markdown,
@@ -90,6 +91,28 @@ def test_the_script_writes_summary_and_choices(tmp_path):
     chosen = json.loads((tmp_path / "chosen.json").read_text())
     assert [c["chosen"] for c in chosen] == ["trainer.lr=2e-4"]
     assert "| sst5 | ce | `trainer.lr=2e-4` | 61.0 ± 1.4 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_hamr_plus_loss_chooses_per_dataset_the_loss_hamr_weights_best_on_dev(tmp_path):
+    import subprocess
+    import sys
+
+    fake_trial(tmp_path, "1e-4", [0.50, 0.54], method="hamr-focal_full")  # mean .52
+    fake_trial(tmp_path, "1e-4", [0.60, 0.62], method="hamr-icf_full")  # mean .61: chosen
+    fake_trial(tmp_path, "1e-4", [0.70, 0.60], method="hamr-dice_full", collapsed_seeds=(2,))  # best, collapsed
+    fake_trial(tmp_path, "1e-4", [0.40, 0.42], method="hamr-dice_full", dataset="bionlp2004")  # the only NER one
+    fake_trial(tmp_path, "2e-4", [0.90, 0.90], method="ce")  # a baseline's study: not a loss for HAMR
+    losses = {c["dataset"]: c for c in loss_choices(choices(rank_trials(load_trials(tmp_path))))}
+    assert {d: (c["loss"], c["runner_up"], c["losses"]) for d, c in losses.items()} == {
+        "sst5": ("icf", "focal", 2),  # dice's collapsed trial is no choice
+        "bionlp2004": ("dice", None, 1),
+    }
+    assert losses["sst5"]["margin"] == pytest.approx(0.09) and losses["sst5"]["task"] == "cls"
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "summarize_tuning.py"), str(tmp_path)], check=True, capture_output=True
+    )
+    assert [c["loss"] for c in json.loads((tmp_path / "hamr_loss.json").read_text())] == ["dice", "icf"]
+    assert "| sst5 | icf | 61.0 ± 1.4 | focal | +9.0 |" in (tmp_path / "summary.md").read_text()
 
 
 def test_hamr_trials_report_whether_their_modules_moved(tmp_path):

@@ -140,6 +140,57 @@ def choices(ranked: pd.DataFrame) -> list[dict]:
     return out
 
 
+def loss_choices(chosen: list[dict]) -> list[dict]:
+    """Per dataset, the loss HAMR weights best on dev (HAMR + loss, ``tune=hamr_loss``): of the
+    studies of ``hamr-<loss>_full`` in ``chosen`` (choices), the one with the best mean dev, with the
+    runner-up loss, their difference and the seed spread as in :func:`choices`."""
+    out = []
+    by_dataset: dict[str, list[dict]] = {}
+    for c in chosen:
+        if c["method"].startswith("hamr-") and c["method"].endswith("_full"):
+            by_dataset.setdefault(c["dataset"], []).append(c)
+    for dataset, studies in by_dataset.items():
+        best, *rest = sorted(studies, key=lambda c: c["dev_mean"], reverse=True)
+        second = rest[0] if rest else None
+        stds = [c["dev_std"] for c in (best, second) if c is not None and c["dev_std"] == c["dev_std"]]
+        spread = float(np.mean(stds)) if stds else float("nan")
+        margin = best["dev_mean"] - second["dev_mean"] if second is not None else float("nan")
+        out.append(
+            {
+                "dataset": dataset,
+                "task": best["task"],
+                "loss": best["method"].removeprefix("hamr-").removesuffix("_full"),
+                "dev_mean": best["dev_mean"],
+                "dev_std": best["dev_std"],
+                "seeds": best["seeds"],
+                "runner_up": None if second is None else second["method"].removeprefix("hamr-").removesuffix("_full"),
+                "margin": margin,
+                "seed_spread": spread,
+                "margin_exceeds_spread": bool(margin > spread),
+                "losses": len(studies),
+            }
+        )
+    return out
+
+
+def loss_markdown(losses: list[dict]) -> str:
+    """The :func:`loss_choices` as a Markdown table (dev x100)."""
+    lines = [
+        "HAMR + loss: the loss HAMR weights, chosen on dev per dataset (`tune=hamr_loss`):",
+        "",
+        "| dataset | chosen loss | dev (mean ± std, x100) | runner-up | margin | seed spread | margin > spread "
+        "| losses |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in losses:
+        lines.append(
+            f"| {c['dataset']} | {c['loss']} | {100 * c['dev_mean']:.1f} ± {100 * c['dev_std']:.1f} | "
+            f"{c['runner_up']} | {100 * c['margin']:+.1f} | {100 * c['seed_spread']:.1f} | "
+            f"{'yes' if c['margin_exceeds_spread'] else 'no'} | {c['losses']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
     lines = [
         "| dataset | method | chosen | dev (mean ± std, x100) | runner-up | margin | seed spread | "
