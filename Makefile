@@ -125,12 +125,12 @@ TUNE_DATASETS ?= hurricane_irma_2017 bionlp2004
 TUNE := $(BIN)/python -m hamr.train -m experiment=table_$(PROFILE) paths.results_dir=$(abspath results/tuning/table_$(PROFILE)) \
 	$(SWEEP_ARGS)
 # each study's tune preset: the first cpu profile tunes a baseline's lr (8 values), focal's lr x gamma
-# and HAMR's knobs; the converged profile tunes every method's lr alone (3 values), the rest kept
+# and HAMR's knobs; the converged profile tunes every method's lr alone (4 values), the rest kept
 TUNE_LR_cpu_converged := lr_cpu_converged
 TUNE_LR ?= $(or $(TUNE_LR_$(PROFILE)),lr)
 TUNE_FOCAL ?= $(or $(TUNE_LR_$(PROFILE)),focal)
 
-tune-baselines:  ## every baseline's learning rate (cpu: and focal's gamma) on dev, 8 (cpu_converged: 3) trials x 2 seeds per dataset; resumes
+tune-baselines:  ## every baseline's learning rate (cpu: and focal's gamma) on dev, 8 (cpu_converged: 4) trials x 2 seeds per dataset; resumes
 	@status=0; for ds in $(TUNE_DATASETS); do \
 	  for loss in $(subst $(comma), ,$(BASELINES)); do \
 	    $(TUNE) method=baseline tune=$$( [ $$loss = focal ] && echo $(TUNE_FOCAL) || echo $(TUNE_LR) ) baseline_loss=$$loss dataset=$$ds || status=1; \

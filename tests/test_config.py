@@ -1,6 +1,7 @@
 """Config composition over every group option, and start-up validation."""
 
 import itertools
+import math
 import re
 
 import pytest
@@ -272,3 +273,19 @@ def test_hamr_over_a_loss_names_it_and_reads_hamrs_knobs_and_the_losss_own_tuned
                 ["experiment=table_cpu", "method=hamr", "baseline_loss=focal", "dataset=hurricane_irma_2017", *own]
             )
         ).trainer.lr == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("option", options("tune"))
+def test_a_grid_tune_preset_runs_every_point_of_its_grid(compose_cfg, option):
+    """The grid sampler stops after n_trials: fewer than the grid's points silently drop trials (a
+    method then gets fewer than the others), more repeat them."""
+    compose_cfg([f"tune={option}"])  # registers the schemas
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"tune={option}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    if "grid" not in sweeper.sampler._target_.lower():  # a sampled study instead: reproducible only with its seed
+        assert sweeper.sampler.seed is not None, f"conf/tune/{option}.yaml: {sweeper.sampler._target_} has no seed"
+        return
+    grid = {key: re.fullmatch(r"choice\((.*)\)", str(v)).group(1).split(",") for key, v in sweeper.params.items()}
+    points = math.prod(len(values) for values in grid.values())
+    assert sweeper.n_trials == points, f"conf/tune/{option}.yaml: n_trials {sweeper.n_trials}, grid of {points}"
