@@ -13,6 +13,9 @@ FORCE ?=
 SWEEP_ARGS ?=
 # the grid of src/hamr/paper.py (tests/test_makefile.py checks that these lists are the same)
 MAIN_DATASETS := bionlp2004,tweetner7_2020,mit_restaurant,hurricane_irma_2017,cyclone_idai_2019,sst5
+# the same datasets by task (tests/test_makefile.py checks them against conf/dataset/)
+NER_DATASETS := bionlp2004,tweetner7_2020,mit_restaurant
+CLASSIFICATION_DATASETS := hurricane_irma_2017,cyclone_idai_2019,sst5
 ABLATION_DATASETS := bionlp2004,hurricane_irma_2017
 BASELINES := ce,focal,dice,icf
 ABLATIONS := no_resampling,no_meta_weight,no_neighbor_boost
@@ -24,11 +27,15 @@ HAMR_PRESETS ?= $(or $(HAMR_PRESETS_$(PROFILE)),default$(comma)authors)
 # grid predates it, so it is empty there until the converged table's profile sets it
 HAMR_LOSSES_paper := focal,dice,icf
 HAMR_LOSSES_cpu :=
-# (the converged profile: the loss chosen on dev by make tune-hamr-loss, set when that study is done)
+# (the converged profile: the loss chosen on dev by make tune-hamr-loss, set when that study is done,
+# per task as HAMR_LOSSES_CLASSIFICATION_cpu_converged and HAMR_LOSSES_NER_cpu_converged if they differ)
 HAMR_LOSSES_cpu_converged :=
 # (the smoke grid: one loss is enough to run the column through the pipeline)
 HAMR_LOSSES_smoke := focal
 HAMR_LOSSES ?= $(HAMR_LOSSES_$(PROFILE))
+# per task, where the loss chosen on dev differs: classification (chosen on Irma17) and NER (on BioNLP)
+HAMR_LOSSES_CLASSIFICATION ?= $(or $(HAMR_LOSSES_CLASSIFICATION_$(PROFILE)),$(HAMR_LOSSES))
+HAMR_LOSSES_NER ?= $(or $(HAMR_LOSSES_NER_$(PROFILE)),$(HAMR_LOSSES))
 # the smoke grid's toy runs all collapse (one epoch of 64 examples, a random 2-layer BERT): its tables
 # compare them anyway, so that the whole table pipeline runs
 TABLE_ARGS_smoke := --keep-collapsed
@@ -111,8 +118,10 @@ reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default)
 	@status=0; \
 	$(SWEEP) method=baseline baseline_loss=$(BASELINES) dataset=$(MAIN_DATASETS) || status=1; \
 	$(SWEEP) method=hamr hamr=$(HAMR_PRESETS) ablation=full dataset=$(MAIN_DATASETS) || status=1; \
-	$(if $(HAMR_LOSSES),$(SWEEP) method=hamr hamr=default ablation=full baseline_loss=$(HAMR_LOSSES) \
-	  dataset=$(MAIN_DATASETS) || status=1;) \
+	$(if $(HAMR_LOSSES_CLASSIFICATION),$(SWEEP) method=hamr hamr=default ablation=full \
+	  baseline_loss=$(HAMR_LOSSES_CLASSIFICATION) dataset=$(CLASSIFICATION_DATASETS) || status=1;) \
+	$(if $(HAMR_LOSSES_NER),$(SWEEP) method=hamr hamr=default ablation=full \
+	  baseline_loss=$(HAMR_LOSSES_NER) dataset=$(NER_DATASETS) || status=1;) \
 	$(SWEEP_ANY_SEEDS) trainer.seed=$(ABLATION_SEEDS) method=hamr hamr=$(HAMR_PRESETS) ablation=$(ABLATIONS) \
 	  dataset=$(ABLATION_DATASETS) || status=1; \
 	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE) \

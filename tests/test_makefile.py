@@ -22,6 +22,13 @@ def test_the_makefiles_lists_are_the_papers_grid():
     assert make_variable("HAMR_LOSSES_paper") == [b for b in paper.BASELINES if b != "ce"]
 
 
+def test_the_task_lists_split_the_main_datasets_by_their_configs_task(compose_cfg):
+    ner, classification = make_variable("NER_DATASETS"), make_variable("CLASSIFICATION_DATASETS")
+    assert ner + classification == list(paper.DATASETS)
+    task = {name: compose_cfg([f"dataset={name}"]).dataset.task for name in paper.DATASETS}
+    assert {task[d] for d in ner} == {"ner"} and {task[d] for d in classification} == {"cls"}
+
+
 def test_the_paper_and_smoke_grids_run_hamr_over_other_losses_and_the_cpu_grid_does_not_yet():
     def dry(profile: str) -> str:
         return subprocess.run(
@@ -70,3 +77,15 @@ def test_the_converged_profile_tunes_every_methods_lr_in_the_tables_meta_mode():
     assert "tune=hamr hydra.sweeper.n_trials=8 hamr.meta.every=4" in dry_run("tune-hamr", "PROFILE=cpu")
     loss = dry_run("tune-hamr-loss", "PROFILE=cpu_converged")
     assert "experiment=table_cpu_converged" in loss and "tune=hamr_loss dataset=$ds" in loss
+
+
+def test_hamr_over_a_loss_can_take_a_different_loss_per_task():
+    losses = ["HAMR_LOSSES_CLASSIFICATION_cpu_converged=icf", "HAMR_LOSSES_NER_cpu_converged=focal"]
+    swept = re.findall(
+        r"ablation=full baseline_loss=(\S+) dataset=(\S+)", dry_run("reproduce-table", "PROFILE=cpu_converged", *losses)
+    )
+    assert swept == [
+        ("icf", "hurricane_irma_2017,cyclone_idai_2019,sst5"),
+        ("focal", "bionlp2004,tweetner7_2020,mit_restaurant"),
+    ]
+    assert "ablation=full baseline_loss=" not in dry_run("reproduce-table", "PROFILE=cpu_converged")  # not chosen yet
