@@ -114,14 +114,15 @@ bench-modes:  ## accuracy of the cheaper meta modes vs exact on Cyclone-Idai, 3 
 	$(MODES_SWEEP) paths.results_dir=$(abspath results/bench/modes/scope2) hamr.meta.scope=2
 	$(BIN)/python scripts/bench_modes.py
 
+# HAMR over the losses $(1) on the datasets $(2), nothing when $(1) is empty
+hamr_over_losses = $(if $(1),$(SWEEP) method=hamr hamr=default ablation=full baseline_loss=$(1) dataset=$(2) || status=1;)
+
 reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default) | paper (GPU) | smoke; resumes, FORCE=1 reruns
 	@status=0; \
 	$(SWEEP) method=baseline baseline_loss=$(BASELINES) dataset=$(MAIN_DATASETS) || status=1; \
 	$(SWEEP) method=hamr hamr=$(HAMR_PRESETS) ablation=full dataset=$(MAIN_DATASETS) || status=1; \
-	$(if $(HAMR_LOSSES_CLASSIFICATION),$(SWEEP) method=hamr hamr=default ablation=full \
-	  baseline_loss=$(HAMR_LOSSES_CLASSIFICATION) dataset=$(CLASSIFICATION_DATASETS) || status=1;) \
-	$(if $(HAMR_LOSSES_NER),$(SWEEP) method=hamr hamr=default ablation=full \
-	  baseline_loss=$(HAMR_LOSSES_NER) dataset=$(NER_DATASETS) || status=1;) \
+	$(call hamr_over_losses,$(HAMR_LOSSES_CLASSIFICATION),$(CLASSIFICATION_DATASETS)) \
+	$(call hamr_over_losses,$(HAMR_LOSSES_NER),$(NER_DATASETS)) \
 	$(SWEEP_ANY_SEEDS) trainer.seed=$(ABLATION_SEEDS) method=hamr hamr=$(HAMR_PRESETS) ablation=$(ABLATIONS) \
 	  dataset=$(ABLATION_DATASETS) || status=1; \
 	$(BIN)/python scripts/build_tables.py $(RESULTS) --out $(TABLES) --figures $(FIGURES) --profile $(PROFILE) \
