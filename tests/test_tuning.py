@@ -151,6 +151,13 @@ def test_the_choices_become_a_profiles_tuned_block_by_method_and_task(tmp_path):
     assert tuned_values([long], significant=3) == {"tau": {"hamr": [None, 1.96]}, "lr": {"hamr": [None, 4.04e-4]}}
 
 
+def first_study_choices() -> dict:
+    """results/tuning/table_cpu/chosen.json as a profile's tuned block (3 significant digits)."""
+    return tuned_values(
+        json.loads((ROOT / "results" / "tuning" / "table_cpu" / "chosen.json").read_text()), significant=3
+    )
+
+
 def test_the_cpu_profiles_tuned_values_are_the_committed_dev_choices():
     """conf/experiment/table_cpu.yaml's `tuned` block holds results/tuning/table_cpu/chosen.json's
     choices (3 significant digits), every one of them: an entry typed by hand, or a study rerun or
@@ -158,10 +165,7 @@ def test_the_cpu_profiles_tuned_values_are_the_committed_dev_choices():
     from omegaconf import OmegaConf
 
     profile = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "experiment" / "table_cpu.yaml"))["tuned"]
-    chosen = tuned_values(
-        json.loads((ROOT / "results" / "tuning" / "table_cpu" / "chosen.json").read_text()), significant=3
-    )
-    assert profile == chosen
+    assert profile == first_study_choices()
 
 
 def test_the_converged_profile_keeps_the_first_studys_choices_of_everything_but_the_lr():
@@ -172,8 +176,6 @@ def test_the_converged_profile_keeps_the_first_studys_choices_of_everything_but_
 
     path = ROOT / "conf" / "experiment" / "table_cpu_converged.yaml"
     converged = OmegaConf.to_container(OmegaConf.load(path))["tuned"]
-    first = tuned_values(
-        json.loads((ROOT / "results" / "tuning" / "table_cpu" / "chosen.json").read_text()), significant=3
-    )
+    first = first_study_choices()
     kept = {option: values for option, values in converged.items() if option != "lr"}
     assert kept == {option: values for option, values in first.items() if option != "lr"}
