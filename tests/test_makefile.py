@@ -10,8 +10,15 @@ from tests.conftest import ROOT
 
 
 def make_variable(name: str) -> list[str]:
-    text = (ROOT / "Makefile").read_text()
-    return re.search(rf"^{name} := (.*)$", text, re.M).group(1).strip().split(",")
+    """The comma-separated list a Makefile variable expands to, as make itself expands it."""
+    printed = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", f"print-variable: ; @echo '$({name})'", "print-variable"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return printed.split(",") if printed else []
 
 
 def test_the_makefiles_lists_are_the_papers_grid():
