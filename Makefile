@@ -114,11 +114,18 @@ bench-modes:  ## accuracy of the cheaper meta modes vs exact on Cyclone-Idai, 3 
 	$(MODES_SWEEP) paths.results_dir=$(abspath results/bench/modes/scope2) hamr.meta.scope=2
 	$(BIN)/python scripts/bench_modes.py
 
+# a tuning study's runs at the values the profile's tuned block chose are the grid's runs of those seeds
+# (the same configuration, the test by which a sweep skips a finished run): copied first, then skipped
+ADOPT_FROM ?= results/tuning/table_$(PROFILE)
+adopt_tuning_runs = $(if $(wildcard $(ADOPT_FROM)/runs),$(BIN)/python scripts/adopt_tuning_runs.py $(ADOPT_FROM) \
+	$(RESULTS) --profile $(PROFILE) || status=1;)
+
 # HAMR over the losses $(1) on the datasets $(2), nothing when $(1) is empty
 hamr_over_losses = $(if $(1),$(SWEEP) method=hamr hamr=default ablation=full baseline_loss=$(1) dataset=$(2) || status=1;)
 
 reproduce-table:  ## the paper's main and ablation tables: PROFILE=cpu (default) | paper (GPU) | smoke; resumes, FORCE=1 reruns
 	@status=0; \
+	$(adopt_tuning_runs) \
 	$(SWEEP) method=baseline baseline_loss=$(BASELINES) dataset=$(MAIN_DATASETS) || status=1; \
 	$(SWEEP) method=hamr hamr=$(HAMR_PRESETS) ablation=full dataset=$(MAIN_DATASETS) || status=1; \
 	$(call hamr_over_losses,$(HAMR_LOSSES_CLASSIFICATION),$(CLASSIFICATION_DATASETS)) \

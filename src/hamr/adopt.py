@@ -1,0 +1,96 @@
+"""A tuning study's runs reused as the grid's runs of the same configuration.
+
+A tuning trial at the value the profile's ``tuned`` block chose *is* a grid cell's run of the
+same seed: same data, model, loss, method, steps and seed, so the grid command would train it
+again to the same digits (``make check-reproduce``). This module finds those runs and copies each
+into the grid folder that the grid command would write, so that the grid skips them. "The same
+configuration" is the one test by which a sweep skips a finished run
+(:func:`hamr.runs.result_relevant`), so a run copied here is one the grid would have skipped
+anyway, and a wrong copy is retrained and replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from hamr.config import CONF_DIR, compose_train
+from hamr.results import atomic_write_bytes, atomic_write_json
+from hamr.runs import read_metrics, result_relevant
+from hamr.tuning import parse_overrides
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """One tuning run and the grid run folder it is copied to (``reason`` why not, if it is not)."""
+
+    source: Path  # the tuning run's folder (holding metrics.json and predictions.npz)
+    target: Path  # the grid run's folder, as the grid command names it
+    reason: str | None = None  # None: copied (or to be copied)
+
+
+def grid_overrides(override_dirname: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The config-group choices of a tuning run's ``override_dirname``: ``baseline_loss=ce,
+    dataset=sst5,method=baseline,trainer.lr=1e-4`` -> ``["baseline_loss=ce", "dataset=sst5",
+    "method=baseline"]``. The swept values (dotted keys) are dropped: the grid reads its values from
+    the profile's ``tuned`` block, and only the trial at the chosen value then matches."""
+    return [f"{k}={v}" for k, v in parse_overrides(override_dirname).items() if (Path(conf_dir) / k).is_dir()]
+
+
+def plan(
+    study_dir: Path,
+    results_dir: Path,
+    profile: str,
+    compose: Callable[[list[str]], object] = compose_train,
+) -> list[Adoption]:
+    """Every finished run of the study at ``study_dir`` (``runs/<dataset>/<method>/<trial>/seed=<s>``),
+    with the folder of the grid run ``experiment=table_<profile>`` would train for its config groups
+    and seed under ``results_dir``, and why it is not copied there: a configuration the grid does not
+    run (another value than the chosen one), or a target that is already finished or being trained."""
+    adoptions = []
+    for path in sorted(Path(study_dir).glob("runs/*/*/*/seed=*/metrics.json")):
+        recorded = read_metrics(path)
+        if recorded is None or "config" not in recorded:
+            log.warning("%s is not a finished run's record: not adopted", path)
+            continue
+        # records before override_dirname was kept: the trial folder's name (short_dirname may have
+        # shortened it; a name that lost its groups composes another configuration, not a wrong copy)
+        dirname = recorded.get("override_dirname") or path.parent.parent.name
+        overrides = grid_overrides(dirname) + [
+            f"experiment=table_{profile}",
+            f"trainer.seed={recorded['seed']}",
+            f"paths.results_dir={Path(results_dir).resolve()}",
+        ]
+        grid = OmegaConf.to_container(compose(overrides), resolve=True)
+        target = Path(grid["paths"]["run_dir"])
+        reason = None
+        if result_relevant(recorded["config"]) != result_relevant(grid):
+            reason = "another configuration than the grid's"
+        elif (target / "metrics.json").is_file():
+            reason = "the grid has finished this run"
+        elif (target / "run.lock").exists():
+            reason = "a job is training this run (run.lock)"
+        adoptions.append(Adoption(path.parent, target, reason))
+    return adoptions
+
+
+def adopt(adoption: Adoption, root: Path | None = None) -> Path:
+    """Copy one planned run: ``predictions.npz`` first, ``metrics.json`` last (so the folder is
+    finished exactly when it is complete), the record unchanged but for ``adopted_from``, the tuning
+    folder it came from (relative to ``root`` where it lies under it). Returns the new metrics.json."""
+    if adoption.reason is not None:
+        raise ValueError(f"{adoption.source} is not adopted: {adoption.reason}")
+    metrics = json.loads((adoption.source / "metrics.json").read_text())
+    source = adoption.source.resolve()
+    if root is not None and source.is_relative_to(Path(root).resolve()):
+        source = source.relative_to(Path(root).resolve())
+    atomic_write_bytes(adoption.target / "predictions.npz", (adoption.source / "predictions.npz").read_bytes())
+    atomic_write_json(adoption.target / "metrics.json", {**metrics, "adopted_from": str(source)})
+    return adoption.target / "metrics.json"

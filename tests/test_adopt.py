@@ -1,0 +1,76 @@
+"""hamr.adopt: a tuning run at the chosen value becomes the grid's run, and only that one."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from hamr.adopt import adopt, grid_overrides, plan
+from hamr.results import atomic_write_bytes, atomic_write_json
+from hamr.runs import finished_run
+from tests.conftest import compose_train
+
+CELL = ["method=baseline", "baseline_loss=ce", "dataset=cyclone_idai_2019"]
+
+
+def test_the_grid_overrides_are_a_tuning_runs_config_groups_without_its_swept_values():
+    assert grid_overrides("baseline_loss=focal,dataset=sst5,method=baseline,trainer.lr=0.0004") == [
+        "baseline_loss=focal",
+        "dataset=sst5",
+        "method=baseline",
+    ]
+    assert grid_overrides("dataset=sst5,hamr.tau=1.5,method=hamr,seedless=x") == ["dataset=sst5", "method=hamr"]
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A smoke-profile study of CE's learning rate with two trials of seed 1: one at the lr the
+    grid composes (the profile's), one at twice it. Returns (study dir, grid dir, compose)."""
+    grid_dir, study_dir = tmp_path / "grid", tmp_path / "study"
+
+    def compose(overrides):
+        return compose_train(overrides, tmp_path / "out")
+
+    grid = OmegaConf.to_container(
+        compose(["experiment=table_smoke", *CELL, "trainer.seed=1", f"paths.results_dir={grid_dir}"]), resolve=True
+    )
+    lr = grid["trainer"]["lr"]
+    for trial_lr in (lr, 2 * lr):
+        dirname = f"baseline_loss=ce,dataset=cyclone_idai_2019,method=baseline,trainer.lr={trial_lr}"
+        folder = study_dir / "runs" / "cyclone_idai_2019" / "ce" / dirname / "seed=1"
+        config = {**grid, "trainer": {**grid["trainer"], "lr": trial_lr}, "objective_seeds": [1, 2]}
+        config["paths"] = {**grid["paths"], "results_dir": str(study_dir), "run_dir": str(folder)}
+        atomic_write_bytes(folder / "predictions.npz", f"predictions at {trial_lr}".encode())
+        atomic_write_json(
+            folder / "metrics.json",
+            {"seed": 1, "dev_macro_f1": 0.5, "test_macro_f1": 0.4, "override_dirname": dirname, "config": config},
+        )
+    return study_dir, grid_dir, compose, grid
+
+
+def test_only_the_trial_at_the_grids_value_is_adopted_and_the_grid_then_skips_it(study):
+    study_dir, grid_dir, compose, grid = study
+    chosen, other = plan(study_dir, grid_dir, "smoke", compose=compose)  # sorted: lr, then 2 lr
+    target = grid_dir.resolve() / "runs" / "cyclone_idai_2019" / "ce" / "seed=1"
+    assert (chosen.reason, chosen.target) == (None, target)
+    assert other.reason == "another configuration than the grid's" and other.target == target
+    with pytest.raises(ValueError, match="another configuration"):
+        adopt(other)
+    assert finished_run(target, grid) is None  # before: the grid would train it
+    adopt(chosen, root=study_dir.parent)
+    assert finished_run(target, grid) is not None  # after: the grid's own skip test accepts the copy
+    record = json.loads((target / "metrics.json").read_text())
+    assert record["adopted_from"] == str(chosen.source.relative_to(study_dir.parent))
+    assert (target / "predictions.npz").read_bytes() == (chosen.source / "predictions.npz").read_bytes()
+    assert [a.reason for a in plan(study_dir, grid_dir, "smoke", compose=compose)] == [
+        "the grid has finished this run",
+        "another configuration than the grid's",
+    ]
+
+
+def test_a_run_a_job_is_training_is_left_to_it(study):
+    study_dir, grid_dir, compose, _ = study
+    target = grid_dir / "runs" / "cyclone_idai_2019" / "ce" / "seed=1"
+    target.mkdir(parents=True)
+    (target / "run.lock").write_text("{}")
+    assert plan(study_dir, grid_dir, "smoke", compose=compose)[0].reason == "a job is training this run (run.lock)"
