@@ -25,7 +25,8 @@ def test_the_grid_overrides_are_a_tuning_runs_config_groups_without_its_swept_va
 @pytest.fixture
 def study(tmp_path):
     """A smoke-profile study of CE's learning rate with two trials of seed 1: one at the lr the
-    grid composes (the profile's), one at twice it. Returns (study dir, grid dir, compose)."""
+    grid composes (the profile's), one at twice it. Returns (study dir, grid dir, compose, the grid
+    cell's resolved config)."""
     grid_dir, study_dir = tmp_path / "grid", tmp_path / "study"
 
     def compose(overrides):
