@@ -179,3 +179,23 @@ def test_the_converged_profile_keeps_the_first_studys_choices_of_everything_but_
     first = first_study_choices()
     kept = {option: values for option, values in converged.items() if option != "lr"}
     assert kept == {option: values for option, values in first.items() if option != "lr"}
+
+
+def test_the_converged_profiles_learning_rates_are_its_studys_choices():
+    """conf/experiment/table_cpu_converged.yaml's tuned.lr holds, for every method whose lr study in
+    results/tuning/table_cpu_converged is complete on both tasks (every trial of conf/tune/lr_cpu_converged
+    ranked), that study's choice, and nothing else: an lr typed by hand, a finished study left out, or
+    a half-finished one let in, fails here."""
+    from omegaconf import OmegaConf
+
+    n_trials = OmegaConf.load(ROOT / "conf" / "tune" / "lr_cpu_converged.yaml").hydra.sweeper.n_trials
+    chosen = json.loads((ROOT / "results" / "tuning" / "table_cpu_converged" / "chosen.json").read_text())
+    finished = [c for c in chosen if c["trials"] == n_trials and set(c["values"]) == {"trainer.lr"}]
+    both_tasks = {
+        m
+        for m in {c["method"] for c in finished}
+        if {c["task"] for c in finished if c["method"] == m} == {"cls", "ner"}
+    }
+    expected = tuned_values([c for c in finished if c["method"] in both_tasks], significant=3)["lr"]
+    profile = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "experiment" / "table_cpu_converged.yaml"))
+    assert profile["tuned"]["lr"] == expected
