@@ -110,6 +110,26 @@ def test_a_lock_of_a_dead_process_on_this_host_is_taken_over(tmp_path, caplog):
     assert not (folder / "run.lock").exists()
 
 
+def test_a_lock_from_before_this_host_restarted_is_taken_over_though_its_pid_is_alive(tmp_path, caplog, monkeypatch):
+    """After a restart the dead holder's pid may name a new, live process (here: this one): the boot
+    id tells them apart, and only the holder of this boot is waited for."""
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-2\n")
+    monkeypatch.setattr("hamr.lock.BOOT_ID", boot)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = {"host": socket.gethostname(), "boot": "boot-1", "pid": os.getpid(), "started": "then"}
+    (folder / "run.lock").write_text(json.dumps(holder))
+    assert RunLock(folder).live_holder() is None
+    with caplog.at_level("WARNING", logger="hamr.lock"):
+        assert RunLock(folder, poll=0.01).acquire()
+    assert "this host has restarted since" in caplog.text
+    assert json.loads((folder / "run.lock").read_text())["boot"] == "boot-2"
+    # the same pid in this boot is a live holder
+    (folder / "run.lock").write_text(json.dumps({**holder, "boot": "boot-2"}))
+    assert RunLock(folder).live_holder()["pid"] == os.getpid()
+
+
 def test_a_lock_without_heartbeat_from_another_host_is_taken_over(tmp_path, caplog):
     folder = tmp_path / "run"
     folder.mkdir()

@@ -4,9 +4,10 @@ the same configuration at once.
 The rule: a job that finds the folder locked by a live holder waits (polling) until the lock is
 released, then looks again: the holder's metrics.json of the same configuration is reused, otherwise
 (the holder failed or was stopped) the job takes the lock and trains. A lock is stale, and taken over
-with a warning, when its holder is a dead process on this host, or when its heartbeat (the lock
-file's mtime, refreshed after every epoch) is older than ``stale_after`` seconds (a holder on
-another host that was killed without releasing it). A lock file that cannot be read (empty or cut
+with a warning, when its holder is a dead process on this host or ran on this host before it last
+booted (after a restart the holder's pid may belong to another, live process), or when its
+heartbeat (the lock file's mtime, refreshed after every epoch) is older than ``stale_after`` seconds
+(a holder on another host that was killed without releasing it). A lock file that cannot be read (empty or cut
 short: its writer died between creating and filling it, which the atomic creation below prevents
 for this code, or the disk was full) is stale once it is ``unreadable_stale_after`` seconds old;
 until then the job polls it too, never spinning.
@@ -24,6 +25,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: a new random id at every boot
+
+
+def boot_id() -> str | None:
+    """This host's boot id, or None where the system has none (not Linux)."""
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -35,7 +47,7 @@ def _alive(pid: int) -> bool:
 
 
 class RunLock:
-    """``run.lock`` in a run folder: {"host", "pid", "started"} of the holder, created atomically."""
+    """``run.lock`` in a run folder: {"host", "boot", "pid", "started"} of the holder, created atomically."""
 
     def __init__(
         self, folder: Path, stale_after: float = 3600.0, poll: float | None = None, unreadable_stale_after: float = 60.0
@@ -57,13 +69,25 @@ class RunLock:
 
     def _stale(self, holder: dict) -> str | None:
         """Why the lock is stale, or None while its holder may still be working."""
-        if holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", -1))):
-            return f"its process {holder.get('pid')} on this host is gone"
+        if holder.get("host") == socket.gethostname():
+            if holder.get("boot") and boot_id() and holder["boot"] != boot_id():
+                return "this host has restarted since"
+            if not _alive(int(holder.get("pid", -1))):
+                return f"its process {holder.get('pid')} on this host is gone"
         try:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
             return None
         return f"no heartbeat for {age:.0f} s" if age > self.stale_after else None
+
+    def live_holder(self) -> dict | None:
+        """The holder of the lock while it may still be working (an unreadable lock file younger than
+        ``unreadable_stale_after`` counts as held, as :meth:`acquire` treats it), else None: free or stale."""
+        holder = self.holder()
+        if holder is None:
+            age = self._unreadable_age()
+            return {} if age is not None and age <= self.unreadable_stale_after else None
+        return None if self._stale(holder) else holder
 
     def _create(self) -> bool:
         """Create the lock with its content in one step: the content goes to a private file that is
@@ -72,7 +96,12 @@ class RunLock:
         tmp = self.path.with_name(f".{self.path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
         tmp.write_text(
             json.dumps(
-                {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+                {
+                    "host": socket.gethostname(),
+                    "boot": boot_id(),
+                    "pid": os.getpid(),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                }
             )
         )
         try:
