@@ -29,13 +29,15 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {args.study}/runs does not exist: name a tuning study's results folder")
     adoptions = plan(args.study, args.results, args.profile)
     here = Path.cwd()
+    reasons = Counter()
     for a in adoptions:
         if a.reason is None:
-            if not args.dry_run:
-                adopt(a, root=here)
+            if not args.dry_run and adopt(a, root=here) is None:
+                reasons["the grid finished meanwhile"] += 1
+                continue
             target = a.target.relative_to(here) if a.target.is_relative_to(here) else a.target
             print(f"{'would adopt' if args.dry_run else 'adopted'}: {a.source} -> {target}")
-    reasons = Counter(a.reason or ("to adopt" if args.dry_run else "adopted") for a in adoptions)
+        reasons[a.reason or ("to adopt" if args.dry_run else "adopted")] += 1
     print(f"{len(adoptions)} tuning runs: " + "; ".join(f"{n} {why}" for why, n in sorted(reasons.items())))
     return 0
 

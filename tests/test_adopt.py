@@ -1,11 +1,16 @@
 """hamr.adopt: a tuning run at the chosen value becomes the grid's run, and only that one."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 from omegaconf import OmegaConf
 
 from hamr.adopt import adopt, grid_overrides, plan
+from hamr.lock import boot_id
 from hamr.results import atomic_write_bytes, atomic_write_json
 from hamr.runs import finished_run
 from tests.conftest import compose_train
@@ -69,9 +74,27 @@ def test_only_the_trial_at_the_grids_value_is_adopted_and_the_grid_then_skips_it
     ]
 
 
-def test_a_run_a_job_is_training_is_left_to_it(study):
+def test_a_run_a_live_job_is_training_is_left_to_it_and_a_killed_jobs_lock_is_not(study):
     study_dir, grid_dir, compose, _ = study
     target = grid_dir / "runs" / "cyclone_idai_2019" / "ce" / "seed=1"
     target.mkdir(parents=True)
-    (target / "run.lock").write_text("{}")
+    live = {"host": socket.gethostname(), "boot": boot_id(), "pid": os.getpid(), "started": "now"}
+    (target / "run.lock").write_text(json.dumps(live))
     assert plan(study_dir, grid_dir, "smoke", compose=compose)[0].reason == "a job is training this run (run.lock)"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (target / "run.lock").write_text(json.dumps({**live, "pid": dead.pid}))
+    chosen = plan(study_dir, grid_dir, "smoke", compose=compose)[0]
+    assert chosen.reason is None
+    assert adopt(chosen) == chosen.target / "metrics.json"
+    assert not (target / "run.lock").exists()  # the stale lock taken over, then released
+
+
+def test_a_run_the_grid_finished_after_the_plan_is_kept_not_overwritten(study):
+    study_dir, grid_dir, compose, _ = study
+    chosen = plan(study_dir, grid_dir, "smoke", compose=compose)[0]
+    assert chosen.reason is None
+    atomic_write_json(chosen.target / "metrics.json", {"seed": 1, "dev_macro_f1": 0.7})  # a grid job, meanwhile
+    assert adopt(chosen) is None
+    assert json.loads((chosen.target / "metrics.json").read_text()) == {"seed": 1, "dev_macro_f1": 0.7}
+    assert not (chosen.target / "predictions.npz").exists() and not (chosen.target / "run.lock").exists()

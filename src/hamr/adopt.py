@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from hamr.config import CONF_DIR, compose_train
+from hamr.lock import RunLock
 from hamr.results import atomic_write_bytes, atomic_write_json
 from hamr.runs import read_metrics, result_relevant
 from hamr.tuning import parse_overrides
@@ -53,7 +54,8 @@ def plan(
     """Every finished run of the study at ``study_dir`` (``runs/<dataset>/<method>/<trial>/seed=<s>``),
     with the folder of the grid run ``experiment=table_<profile>`` would train for its config groups
     and seed under ``results_dir``, and why it is not copied there: a configuration the grid does not
-    run (another value than the chosen one), or a target that is already finished or being trained."""
+    run (another value than the chosen one), or a target that is already finished or being trained
+    (a live holder of its run.lock; a stale lock, of a killed job, does not stop the copy)."""
     adoptions = []
     for path in sorted(Path(study_dir).glob("runs/*/*/*/seed=*/metrics.json")):
         recorded = read_metrics(path)
@@ -75,22 +77,33 @@ def plan(
             reason = "another configuration than the grid's"
         elif (target / "metrics.json").is_file():
             reason = "the grid has finished this run"
-        elif (target / "run.lock").exists():
+        elif RunLock(target).live_holder() is not None:
             reason = "a job is training this run (run.lock)"
         adoptions.append(Adoption(path.parent, target, reason))
     return adoptions
 
 
-def adopt(adoption: Adoption, root: Path | None = None) -> Path:
+def adopt(adoption: Adoption, root: Path | None = None) -> Path | None:
     """Copy one planned run: ``predictions.npz`` first, ``metrics.json`` last (so the folder is
     finished exactly when it is complete), the record unchanged but for ``adopted_from``, the tuning
-    folder it came from (relative to ``root`` where it lies under it). Returns the new metrics.json."""
+    folder it came from (relative to ``root`` where it lies under it). The copy holds the target's
+    RunLock, as a training job does, and looks for a finished run again under it: a grid job that
+    started after :func:`plan` is waited for, and its result kept. Returns the new metrics.json, or
+    None where the grid finished the run meanwhile."""
     if adoption.reason is not None:
         raise ValueError(f"{adoption.source} is not adopted: {adoption.reason}")
-    metrics = json.loads((adoption.source / "metrics.json").read_text())
     source = adoption.source.resolve()
     if root is not None and source.is_relative_to(Path(root).resolve()):
         source = source.relative_to(Path(root).resolve())
-    atomic_write_bytes(adoption.target / "predictions.npz", (adoption.source / "predictions.npz").read_bytes())
-    atomic_write_json(adoption.target / "metrics.json", {**metrics, "adopted_from": str(source)})
-    return adoption.target / "metrics.json"
+    lock = RunLock(adoption.target)
+    lock.acquire()
+    try:
+        if (adoption.target / "metrics.json").is_file():
+            log.info("%s was finished by the grid meanwhile: not adopted", adoption.target)
+            return None
+        metrics = json.loads((adoption.source / "metrics.json").read_text())
+        atomic_write_bytes(adoption.target / "predictions.npz", (adoption.source / "predictions.npz").read_bytes())
+        atomic_write_json(adoption.target / "metrics.json", {**metrics, "adopted_from": str(source)})
+        return adoption.target / "metrics.json"
+    finally:
+        lock.release()
