@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+
+from omegaconf import OmegaConf
 
 from hamr import paper
 from tests.conftest import ROOT
 
 
-def make_variable(name: str) -> list[str]:
-    """The comma-separated list a Makefile variable expands to, as make itself expands it."""
+def make_variable(name: str, *assignments: str) -> list[str]:
+    """The comma-separated list a Makefile variable expands to, as make itself expands it (with
+    ``assignments`` such as ``PROFILE=cpu`` on its command line)."""
     printed = subprocess.run(
-        ["make", "-s", "--no-print-directory", "--eval", f"print-variable: ; @echo '$({name})'", "print-variable"],
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "--eval",
+            f"print-variable: ; @echo '$({name})'",
+            "print-variable",
+            *assignments,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -96,3 +108,15 @@ def test_hamr_over_a_loss_can_take_a_different_loss_per_task():
         ("focal", "bionlp2004,tweetner7_2020,mit_restaurant"),
     ]
     assert "ablation=full baseline_loss=" not in dry_run("reproduce-table", "PROFILE=cpu_converged")  # not chosen yet
+
+
+def test_the_converged_grids_hamr_losses_are_its_studys_choices_and_none_before():
+    """The converged grid runs HAMR over the loss that results/tuning/table_cpu_converged/hamr_loss.json
+    chose per task, once that study has all its losses (conf/tune/hamr_loss), and over none until
+    then: a loss typed by hand, or a grid started before the study, fails here."""
+    n_losses = OmegaConf.load(ROOT / "conf" / "tune" / "hamr_loss.yaml").hydra.sweeper.n_trials
+    path = ROOT / "results" / "tuning" / "table_cpu_converged" / "hamr_loss.json"
+    studies = [c for c in (json.loads(path.read_text()) if path.is_file() else []) if c["losses"] == n_losses]
+    for variable, task in (("HAMR_LOSSES_CLASSIFICATION", "cls"), ("HAMR_LOSSES_NER", "ner")):
+        expected = [c["loss"] for c in studies if c["task"] == task]
+        assert make_variable(variable, "PROFILE=cpu_converged") == expected, variable
