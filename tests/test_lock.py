@@ -171,6 +171,10 @@ def test_an_empty_lock_file_is_polled_without_spinning_then_taken_over(tmp_path,
     os.utime(folder / "run.lock", (old, old))
     started = time.time()
     assert RunLock(folder).acquire() and time.time() - started < 1
+    for unreadable in (b"[1, 2]", b'"text"', b"\xff\xfe"):  # JSON that is not an object; not UTF-8
+        (folder / "run.lock").write_bytes(unreadable)
+        os.utime(folder / "run.lock", (old, old))
+        assert RunLock(folder).live_holder() is None and RunLock(folder).acquire(), unreadable
 
 
 def test_the_lock_is_never_seen_half_written(tmp_path):

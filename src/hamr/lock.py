@@ -62,10 +62,13 @@ class RunLock:
         self.held = False
 
     def holder(self) -> dict | None:
+        """The lock's content, or None: released, or unreadable (being written, cut short, or not
+        this code's {"host", "pid", ...} object)."""
         try:
-            return json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):  # released, or being written right now
+            content = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        return content if isinstance(content, dict) else None
 
     def _stale(self, holder: dict) -> str | None:
         """Why the lock is stale, or None while its holder may still be working."""
