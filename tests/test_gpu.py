@@ -1,17 +1,33 @@
 """What only a GPU can show (marker `gpu`; `make test-gpu` on a machine with CUDA, skipped elsewhere):
 the meta step's double backward through attention on CUDA kernels, bf16 autocast in the meta step,
-the flash-attention-to-eager switch, and FAISS's GPU index for the k-NN graph."""
+the flash-attention-to-eager switch, and FAISS's GPU index for the k-NN graph.
+
+Every project name is imported here, at the top, so that a CPU-only `make test`, which collects this
+file and deselects its tests, fails on a name that moved (2026-12-04: the first GPU run found two
+tests importing hamr_step from hamr.cuda_graphs, where it no longer was)."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 
 from hamr.algorithm.meta_step import meta_step
+from hamr.algorithm.method import _ensure_double_backward_attention
+from hamr.algorithm.neighbors import knn_graph
 from hamr.algorithm.weights import WeightNet
+from hamr.checkpoint import Checkpointer, Stopped
+from hamr.cuda_graphs import GraphedStep, pad_batch
 from hamr.evaluation import autocast
+from hamr.loop import BaselineMethod
+from hamr.losses import CrossEntropyLoss
+from hamr.steps import hamr_step
+from tests import test_hf
 from tests.algorithm.test_meta_step import CE, CLIP, INNER_LR, batch, cls_example_loss, tiny_model
+from tests.algorithm.test_method import make_method, train_batch
+from tests.test_cuda_graphs import fit_with
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
@@ -63,8 +79,6 @@ def test_bf16_autocast_meta_step_is_finite_and_close_to_fp32():
 
 
 def test_flash_attention_is_switched_to_eager_for_the_meta_step():
-    from hamr.algorithm.method import _ensure_double_backward_attention
-
     model = tiny_model().float().to(CUDA)
     model.config._attn_implementation = "flash_attention_2"
     model.set_attn_implementation = lambda name: setattr(model.config, "_attn_implementation", name)
@@ -74,8 +88,6 @@ def test_flash_attention_is_switched_to_eager_for_the_meta_step():
 
 def test_the_knn_graph_uses_faiss_gpu_when_installed():
     import faiss
-
-    from hamr.algorithm.neighbors import knn_graph
 
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         pytest.skip("faiss has no GPU support here (conda install -c conda-forge faiss-gpu)")
@@ -91,12 +103,6 @@ def test_a_captured_hamr_step_replays_as_the_eager_step(capture):
     """hamr.cuda_graphs: three replays of the captured exact step give the losses and parameters
     of three eager calls of the same step function from the same state (dropout 0: no RNG); the
     second case captures after the first case's graph was freed (a benchmark's second dataset)."""
-    import copy
-
-    from hamr.cuda_graphs import GraphedStep, hamr_step, pad_batch
-    from hamr.losses import CrossEntropyLoss
-    from tests.algorithm.test_method import make_method, train_batch
-
     method = make_method("full")
     model = tiny_model().float().to(CUDA).train()
     net = copy.deepcopy(method.weight_net).float().to(CUDA)
@@ -142,10 +148,6 @@ def test_graphed_training_replays_as_its_eager_steps(method_name):
     """trainer.cuda_graphs in the loop: two epochs (two warm-up steps, then the graph of the full
     batches replayed; each epoch's last, smaller batch eager) move the model (and HAMR's f_θ and h)
     as the same steps run eagerly on the GPU (tests/test_cuda_graphs.py: eagerly = the loop's step)."""
-    from hamr.loop import BaselineMethod
-    from hamr.losses import CrossEntropyLoss
-    from tests.algorithm.test_method import make_method
-    from tests.test_cuda_graphs import fit_with
 
     def build():
         if method_name == "ce":
@@ -172,9 +174,6 @@ def test_graphed_training_resumes_from_a_checkpoint_on_the_gpu(tmp_path):
     """A checkpoint (loaded to the CPU) restores the fused optimisers' state and learning rate, which
     GraphedTraining moves back to the device before its first capture; the run then ends as an
     uninterrupted one does (the CPU twin of this test: tests/test_cuda_graphs.py)."""
-    from hamr.checkpoint import Checkpointer, Stopped
-    from tests.algorithm.test_method import make_method
-    from tests.test_cuda_graphs import fit_with
 
     def build():
         method = make_method("full")
@@ -207,12 +206,10 @@ def test_graphed_training_resumes_from_a_checkpoint_on_the_gpu(tmp_path):
 def test_a_bf16_hamr_trainer_run_matches_the_loops_bf16_run(tmp_path):
     """hamr.hf.HamrTrainer(bf16=True) against the loop's trainer.precision=bf16 on the same data,
     seeds and optimiser (tests/test_hf.py's equivalence, float32 weights under bf16 autocast)."""
-    from tests.test_hf import hamr_values, loop_run, tiny_model, trainer_run
-
-    hp = hamr_values()
-    model_a, method_a, _, _ = loop_run("cls", hp, device="cuda", precision="bf16")
-    model = tiny_model("cls").float().train()
-    trainer, _ = trainer_run("cls", hp, tmp_path, model=model, use_cpu=False, bf16=True)
+    hp = test_hf.hamr_values()
+    model_a, method_a, _, _ = test_hf.loop_run("cls", hp, device="cuda", precision="bf16")
+    model = test_hf.tiny_model("cls").float().train()
+    trainer, _ = test_hf.trainer_run("cls", hp, tmp_path, model=model, use_cpu=False, bf16=True)
     assert trainer.hamr_method.precision == "bf16" and next(trainer.model.parameters()).is_cuda
     for a, b in zip(model_a.state_dict().values(), trainer.model.state_dict().values()):
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-3)
