@@ -319,3 +319,14 @@ def test_the_overall_answer_pairs_every_dataset_and_seed_against_the_best_baseli
     assert cells.loc[("SST-5", "HAMR"), "last-epoch dev gain"] == "+2.00"
     assert cells.loc[("BioNLP", "CE"), "collapsed"] == "1" and cells.loc[("BioNLP", "CE"), "steps"] == "189"
     assert (tmp_path / "t" / "overall.md").read_text().startswith("## Does HAMR help here?")
+
+
+def test_the_caption_says_all_training_examples_where_no_cap_was_set():
+    """The paper profile trains on full splits (max_train_examples null): the caption said
+    "at most None training examples" (results/tables_paper, 2026-12-04)."""
+    from hamr.tables import training_examples_note
+
+    assert training_examples_note({None}) == "all training examples"
+    assert training_examples_note({1000}) == "at most 1000 training examples (stratified)"
+    assert training_examples_note({2000, 1000}) == "at most 1000, 2000 training examples (stratified)"
+    assert training_examples_note({1000, None}) == "at most 1000 or all training examples (stratified)"

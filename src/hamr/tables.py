@@ -464,6 +464,14 @@ def log_to_wandb(profile: str, tables: dict[str, pd.DataFrame], images: list[Pat
         print(f"warning: W&B logging of the tables failed ({type(err).__name__}: {err})")
 
 
+def training_examples_note(caps: set[int | None]) -> str:
+    """The caption's words for the runs' ``dataset.max_train_examples`` values (None: the full split)."""
+    if caps <= {None}:
+        return "all training examples"
+    listed = ", ".join(sorted(str(cap) for cap in caps if cap is not None)) + (" or all" if None in caps else "")
+    return f"at most {listed} training examples (stratified)"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     runs, failed = load_runs(args.results)
@@ -473,11 +481,11 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: no runs under {args.results}/runs: run `make reproduce-table` first")
     args.out.mkdir(parents=True, exist_ok=True)
     model = runs.iloc[0].metrics["model"] if len(runs) else "?"
-    train_caps = sorted({str(m["config"]["dataset"]["max_train_examples"]) for m in runs.metrics}) if len(runs) else []
+    train_caps = {m["config"]["dataset"]["max_train_examples"] for m in runs.metrics}
     trainer = runs.iloc[0].metrics["config"]["trainer"] if len(runs) else {}
     lrs = sorted({m["config"]["trainer"]["lr"] for m in runs.metrics}) if len(runs) else []
     setting = (
-        f"profile `{args.profile}`: {model}, at most {', '.join(train_caps)} training examples (stratified), "
+        f"profile `{args.profile}`: {model}, {training_examples_note(train_caps)}, "
         f"{trainer.get('epochs')} epochs, max length {trainer.get('max_length')}, batch {trainer.get('batch_size')}, "
         f"lr {', '.join(map(str, lrs))}, test scored with the best-dev epoch; {steps_note(runs)}; "
         + (
