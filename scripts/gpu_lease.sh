@@ -20,7 +20,7 @@ device="${DEVICE:-cuda}"
 {
   echo "lease start $(date -u +%FT%TZ), budget ${budget}s, commit $(git rev-parse HEAD 2>/dev/null)"
   SECTIONS="${SECTIONS:-tests train graphs}" PYTHON=python3 \
-    timeout "${CHECK_SECONDS:-300}" bash scripts/gpu_check.sh "$out/check" "$PWD/$bundle/minilm" \
+    timeout "${CHECK_SECONDS:-420}" bash scripts/gpu_check.sh "$out/check" "$PWD/$bundle/minilm" \
     || echo "gpu_check.sh stopped (rc $?)"
   graphs=false
   if python3 - "$out/check/train/graphs_true/runs" <<'PY'; then graphs=true; fi
