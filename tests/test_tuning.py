@@ -64,6 +64,18 @@ def test_a_trial_with_a_collapsed_seed_is_listed_but_never_chosen(tmp_path):
     assert chosen["values"] == {"trainer.lr": "1e-4"} and chosen["trials"] == 1
 
 
+def test_a_study_of_one_trial_has_no_margin_and_its_records_are_strict_json(tmp_path):
+    """A study with one ranked trial so far (a HAMR + loss study with one loss landed) has no
+    runner-up: margin and spread are null, not Python's NaN token (which strict JSON readers
+    refuse), and the Markdown says "-" (results/tuning/table_cpu_converged, 2026-12-04)."""
+    fake_trial(tmp_path, "1e-4", [0.50, 0.54])
+    ranked = rank_trials(load_trials(tmp_path))
+    (chosen,) = choices(ranked)
+    assert chosen["runner_up"] is None and chosen["margin"] is None and not chosen["margin_exceeds_spread"]
+    json.dumps(chosen, allow_nan=False)  # raises on a NaN
+    assert "| `None` | - | 2.8 | no | 1 |" in summary_markdown(ranked, [chosen])
+
+
 def test_a_margin_inside_the_seed_spread_is_flagged(tmp_path):
     fake_trial(tmp_path, "1e-4", [0.40, 0.60])  # mean .50, std .14
     fake_trial(tmp_path, "2e-4", [0.45, 0.57])  # mean .51

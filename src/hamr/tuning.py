@@ -109,9 +109,21 @@ def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
     return table.sort_values(["dataset", "method", "rank", "trial"], na_position="last").reset_index(drop=True)
 
 
+def _or_none(value: float) -> float | None:
+    """NaN (no runner-up, or one seed: nothing to compare with) as None, so that the JSON records
+    are strict JSON (null) rather than Python's NaN token."""
+    return None if value != value else value
+
+
+def _points(value: float | None, fmt: str) -> str:
+    """A dev difference in points (x100) for the Markdown tables; "-" where there is none."""
+    return "-" if value is None else format(100 * value, fmt)
+
+
 def choices(ranked: pd.DataFrame) -> list[dict]:
     """Per study: the chosen trial (best mean dev), the runner-up, their difference and the seed
-    spread (the mean of the two trials' dev stds) that the difference should exceed."""
+    spread (the mean of the two trials' dev stds) that the difference should exceed; margin and
+    spread are None where there is no runner-up or no second seed."""
     out = []
     for (dataset, method), study in ranked[ranked["rank"].notna()].groupby(["dataset", "method"]):
         study = study.sort_values("dev_mean", ascending=False)
@@ -131,8 +143,8 @@ def choices(ranked: pd.DataFrame) -> list[dict]:
                 "dev_std": float(best.dev_std),
                 "seeds": list(best.seeds),
                 "runner_up": None if second is None else second.trial,
-                "margin": margin,
-                "seed_spread": spread,
+                "margin": _or_none(margin),
+                "seed_spread": _or_none(spread),
                 "margin_exceeds_spread": bool(margin > spread),
                 "trials": int(len(study)),
             }
@@ -164,8 +176,8 @@ def loss_choices(chosen: list[dict]) -> list[dict]:
                 "dev_std": best["dev_std"],
                 "seeds": best["seeds"],
                 "runner_up": None if second is None else second["method"].removeprefix("hamr-").removesuffix("_full"),
-                "margin": margin,
-                "seed_spread": spread,
+                "margin": _or_none(margin),
+                "seed_spread": _or_none(spread),
                 "margin_exceeds_spread": bool(margin > spread),
                 "losses": len(studies),
             }
@@ -185,7 +197,7 @@ def loss_markdown(losses: list[dict]) -> str:
     for c in losses:
         lines.append(
             f"| {c['dataset']} | {c['loss']} | {100 * c['dev_mean']:.1f} ± {100 * c['dev_std']:.1f} | "
-            f"{c['runner_up']} | {100 * c['margin']:+.1f} | {100 * c['seed_spread']:.1f} | "
+            f"{c['runner_up']} | {_points(c['margin'], '+.1f')} | {_points(c['seed_spread'], '.1f')} | "
             f"{'yes' if c['margin_exceeds_spread'] else 'no'} | {c['losses']} |"
         )
     return "\n".join(lines) + "\n"
@@ -200,8 +212,8 @@ def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
     for c in chosen:
         lines.append(
             f"| {c['dataset']} | {c['method']} | `{c['chosen']}` | {100 * c['dev_mean']:.1f} ± "
-            f"{100 * c['dev_std']:.1f} | `{c['runner_up']}` | {100 * c['margin']:+.1f} | "
-            f"{100 * c['seed_spread']:.1f} | {'yes' if c['margin_exceeds_spread'] else 'no'} | {c['trials']} |"
+            f"{100 * c['dev_std']:.1f} | `{c['runner_up']}` | {_points(c['margin'], '+.1f')} | "
+            f"{_points(c['seed_spread'], '.1f')} | {'yes' if c['margin_exceeds_spread'] else 'no'} | {c['trials']} |"
         )
     lines += [
         "",
