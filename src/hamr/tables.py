@@ -466,7 +466,7 @@ def log_to_wandb(profile: str, tables: dict[str, pd.DataFrame], images: list[Pat
 
 def training_examples_note(caps: set[int | None]) -> str:
     """The caption's words for the runs' ``dataset.max_train_examples`` values (None: the full split)."""
-    if caps <= {None}:
+    if caps == {None}:
         return "all training examples"
     listed = ", ".join(sorted(str(cap) for cap in caps if cap is not None)) + (" or all" if None in caps else "")
     return f"at most {listed} training examples (stratified)"

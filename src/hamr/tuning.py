@@ -109,10 +109,18 @@ def rank_trials(trials: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
     return table.sort_values(["dataset", "method", "rank", "trial"], na_position="last").reset_index(drop=True)
 
 
-def _or_none(value: float) -> float | None:
-    """NaN (no runner-up, or one seed: nothing to compare with) as None, so that the JSON records
-    are strict JSON (null) rather than Python's NaN token."""
-    return None if value != value else value
+def _comparison(best: tuple[float, float], second: tuple[float, float] | None) -> dict:
+    """The chosen option's (mean, std) dev against the runner-up's: their difference, the seed spread
+    (the mean of the two stds that are known) it should exceed, and whether it does. Margin and spread
+    are None (strict JSON null, not Python's NaN token) where there is no runner-up or no second seed."""
+    stds = [std for _, std in ((best,) if second is None else (best, second)) if std == std]
+    spread = float(np.mean(stds)) if stds else None
+    margin = float(best[0] - second[0]) if second is not None else None
+    return {
+        "margin": margin,
+        "seed_spread": spread,
+        "margin_exceeds_spread": margin is not None and spread is not None and margin > spread,
+    }
 
 
 def _points(value: float | None, fmt: str) -> str:
@@ -129,9 +137,6 @@ def choices(ranked: pd.DataFrame) -> list[dict]:
         study = study.sort_values("dev_mean", ascending=False)
         best = study.iloc[0]
         second = study.iloc[1] if len(study) > 1 else None
-        stds = [s for s in (best.dev_std, None if second is None else second.dev_std) if s is not None and s == s]
-        spread = float(np.mean(stds)) if stds else float("nan")  # NaN: one seed, no spread to compare with
-        margin = float(best.dev_mean - second.dev_mean) if second is not None else float("nan")
         out.append(
             {
                 "dataset": dataset,
@@ -143,9 +148,9 @@ def choices(ranked: pd.DataFrame) -> list[dict]:
                 "dev_std": float(best.dev_std),
                 "seeds": list(best.seeds),
                 "runner_up": None if second is None else second.trial,
-                "margin": _or_none(margin),
-                "seed_spread": _or_none(spread),
-                "margin_exceeds_spread": bool(margin > spread),
+                **_comparison(
+                    (best.dev_mean, best.dev_std), None if second is None else (second.dev_mean, second.dev_std)
+                ),
                 "trials": int(len(study)),
             }
         )
@@ -164,9 +169,6 @@ def loss_choices(chosen: list[dict]) -> list[dict]:
     for dataset, studies in by_dataset.items():
         best, *rest = sorted(studies, key=lambda c: c["dev_mean"], reverse=True)
         second = rest[0] if rest else None
-        stds = [c["dev_std"] for c in (best, second) if c is not None and c["dev_std"] == c["dev_std"]]
-        spread = float(np.mean(stds)) if stds else float("nan")
-        margin = best["dev_mean"] - second["dev_mean"] if second is not None else float("nan")
         out.append(
             {
                 "dataset": dataset,
@@ -176,9 +178,10 @@ def loss_choices(chosen: list[dict]) -> list[dict]:
                 "dev_std": best["dev_std"],
                 "seeds": best["seeds"],
                 "runner_up": None if second is None else second["method"].removeprefix("hamr-").removesuffix("_full"),
-                "margin": _or_none(margin),
-                "seed_spread": _or_none(spread),
-                "margin_exceeds_spread": bool(margin > spread),
+                **_comparison(
+                    (best["dev_mean"], best["dev_std"]),
+                    None if second is None else (second["dev_mean"], second["dev_std"]),
+                ),
                 "losses": len(studies),
             }
         )
