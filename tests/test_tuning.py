@@ -130,6 +130,7 @@ def test_hamr_plus_loss_chooses_per_dataset_the_loss_hamr_weights_best_on_dev(tm
 def test_hamr_trials_report_whether_their_modules_moved(tmp_path):
     fake_trial(tmp_path, "1e-4", [0.5, 0.6], method="hamr_full", history={"h_max_over_mean": 2.0, "max_share_gap": 0.1})
     fake_trial(tmp_path, "1e-4", [0.5, 0.6], method="ce")  # no diagnostics: not in that table
+    fake_trial(tmp_path, "1e-4", [0.5, 0.6], method="hamr-dice_full", history={"h_max_over_mean": 3.0})  # HAMR + loss
     ranked = rank_trials(load_trials(tmp_path))
     hamr = ranked[ranked.method == "hamr_full"].iloc[0]
     assert (
@@ -137,7 +138,8 @@ def test_hamr_trials_report_whether_their_modules_moved(tmp_path):
     )  # the last epoch's, mean of seeds
     text = summary_markdown(ranked, choices(ranked))
     table = text.split("did each module move?")[1]
-    assert "| sst5 | `trainer.lr=1e-4` | nan | 2.50 | 2.00 | nan | 0.10 |" in table and "| ce |" not in table
+    assert "| sst5 | hamr_full | `trainer.lr=1e-4` | - | 2.50 | 2.00 | - | 0.10 |" in table and "| ce |" not in table
+    assert "| sst5 | hamr-dice_full | `trainer.lr=1e-4` | - | 2.50 | 3.00 |" in table  # a HAMR + loss trial names its loss
 
 
 def test_the_choices_become_a_profiles_tuned_block_by_method_and_task(tmp_path):

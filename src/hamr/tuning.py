@@ -242,12 +242,12 @@ def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
             "largest gap between a class's sample share and its data share, Spearman's correlation of h "
             "with the loss, and the learned curve f_θ at z = -3, 0, +3.",
             "",
-            "| dataset | trial | " + " | ".join(DIAGNOSTICS.values()) + " |",
-            "|---|---|" + "---|" * len(DIAGNOSTICS),
+            "| dataset | method | trial | " + " | ".join(DIAGNOSTICS.values()) + " |",
+            "|---|---|---|" + "---|" * len(DIAGNOSTICS),
         ]
         for r in moved.itertuples():
             values = [moved.loc[r.Index, k] for k in DIAGNOSTICS]
-            lines.append(f"| {r.dataset} | `{r.trial}` | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+            lines.append(f"| {r.dataset} | {r.method} | `{r.trial}` | " + " | ".join("-" if np.isnan(v) else f"{v:.2f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
 
 
