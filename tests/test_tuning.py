@@ -139,7 +139,9 @@ def test_hamr_trials_report_whether_their_modules_moved(tmp_path):
     text = summary_markdown(ranked, choices(ranked))
     table = text.split("did each module move?")[1]
     assert "| sst5 | hamr_full | `trainer.lr=1e-4` | - | 2.50 | 2.00 | - | 0.10 |" in table and "| ce |" not in table
-    assert "| sst5 | hamr-dice_full | `trainer.lr=1e-4` | - | 2.50 | 3.00 |" in table  # a HAMR + loss trial names its loss
+    assert (
+        "| sst5 | hamr-dice_full | `trainer.lr=1e-4` | - | 2.50 | 3.00 |" in table
+    )  # a HAMR + loss trial names its loss
 
 
 def test_the_choices_become_a_profiles_tuned_block_by_method_and_task(tmp_path):

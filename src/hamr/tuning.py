@@ -247,7 +247,11 @@ def summary_markdown(ranked: pd.DataFrame, chosen: list[dict]) -> str:
         ]
         for r in moved.itertuples():
             values = [moved.loc[r.Index, k] for k in DIAGNOSTICS]
-            lines.append(f"| {r.dataset} | {r.method} | `{r.trial}` | " + " | ".join("-" if np.isnan(v) else f"{v:.2f}" for v in values) + " |")
+            lines.append(
+                f"| {r.dataset} | {r.method} | `{r.trial}` | "
+                + " | ".join("-" if np.isnan(v) else f"{v:.2f}" for v in values)
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
