@@ -120,7 +120,8 @@ bench-modes:  ## accuracy of the cheaper meta modes vs exact on Cyclone-Idai, 3 
 # (the same configuration, the test by which a sweep skips a finished run): copied first, then skipped
 ADOPT_FROM ?= results/tuning/table_$(PROFILE)
 adopt_tuning_runs = $(if $(wildcard $(ADOPT_FROM)/runs),$(BIN)/python scripts/adopt_tuning_runs.py $(ADOPT_FROM) \
-	$(RESULTS) --profile $(PROFILE) || status=1;)
+	$(RESULTS) --profile $(PROFILE) --hamr-losses cls=$(HAMR_LOSSES_CLASSIFICATION) \
+	--hamr-losses ner=$(HAMR_LOSSES_NER) || status=1;)
 
 # HAMR over the losses $(1) on the datasets $(2), nothing when $(1) is empty
 hamr_over_losses = $(if $(1),$(SWEEP) method=hamr hamr=default ablation=full baseline_loss=$(1) dataset=$(2) || status=1;)

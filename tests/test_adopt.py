@@ -9,11 +9,11 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from hamr.adopt import adopt, grid_overrides, plan
+from hamr.adopt import adopt, grid_overrides, method_choice, plan
 from hamr.lock import boot_id
 from hamr.results import atomic_write_bytes, atomic_write_json
 from hamr.runs import finished_run
-from tests.conftest import compose_train
+from tests.conftest import ROOT, compose_train
 
 CELL = ["method=baseline", "baseline_loss=ce", "dataset=cyclone_idai_2019"]
 
@@ -98,3 +98,43 @@ def test_a_run_the_grid_finished_after_the_plan_is_kept_not_overwritten(study):
     assert adopt(chosen) is None
     assert json.loads((chosen.target / "metrics.json").read_text()) == {"seed": 1, "dev_macro_f1": 0.7}
     assert not (chosen.target / "predictions.npz").exists() and not (chosen.target / "run.lock").exists()
+
+
+def test_a_hamr_loss_trial_is_adopted_though_its_preset_not_its_command_line_chose_the_method(tmp_path):
+    """tune=hamr_loss sets method=hamr itself, so its trials' override_dirname names only the loss
+    and the dataset: the method is read from the recorded config's class. Every loss of that study
+    is a grid configuration, but only the losses the grid runs HAMR over are its runs."""
+    grid_dir, study_dir = tmp_path / "grid", tmp_path / "study"
+
+    def compose(overrides):
+        return compose_train(overrides, tmp_path / "out")
+
+    cell = ["method=hamr", "baseline_loss=focal", "dataset=cyclone_idai_2019", "trainer.seed=1"]
+    grid = OmegaConf.to_container(
+        compose(["experiment=table_smoke", *cell, f"paths.results_dir={grid_dir}"]), resolve=True
+    )
+    dirname = "baseline_loss=focal,dataset=cyclone_idai_2019"
+    folder = study_dir / "runs" / "cyclone_idai_2019" / "hamr-focal_full" / dirname / "seed=1"
+    config = {**grid, "objective_seeds": [1, 2], "paths": {**grid["paths"], "run_dir": str(folder)}}
+    atomic_write_bytes(folder / "predictions.npz", b"predictions")
+    record = {"seed": 1, "dev_macro_f1": 0.5, "test_macro_f1": 0.4, "override_dirname": dirname, "config": config}
+    atomic_write_json(folder / "metrics.json", record)
+    (adoption,) = plan(study_dir, grid_dir, "smoke", compose=compose, hamr_losses={"cls": ["focal"]})
+    assert adoption.reason is None
+    assert adoption.target == grid_dir.resolve() / "runs" / "cyclone_idai_2019" / "hamr-focal_full" / "seed=1"
+    for other in ({"cls": ["dice"], "ner": ["focal"]}, {}, None):
+        (adoption,) = plan(study_dir, grid_dir, "smoke", compose=compose, hamr_losses=other)
+        assert adoption.reason == "a loss the grid does not run HAMR over", other
+    assert method_choice({"method": {"_target_": "hamr.loop.BaselineMethod.from_context"}}) == "baseline"
+    assert method_choice({"method": {"_target_": "elsewhere.Method"}}) is None
+
+
+def test_the_script_names_a_malformed_hamr_losses_and_the_fix(tmp_path):
+    (tmp_path / "study" / "runs").mkdir(parents=True)
+    script = ROOT / "scripts" / "adopt_tuning_runs.py"
+    args = [sys.executable, str(script), str(tmp_path / "study"), str(tmp_path / "grid"), "--profile", "smoke"]
+    bad = subprocess.run([*args, "--hamr-losses", "classification=dice"], capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "--hamr-losses 'classification=dice': write TASK=LOSSES, TASK cls or ner" in bad.stderr
+    empty = subprocess.run([*args, "--hamr-losses", "ner=", "--dry-run"], capture_output=True, text=True, check=True)
+    assert "0 tuning runs" in empty.stdout

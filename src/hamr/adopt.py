@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,17 +45,32 @@ def grid_overrides(override_dirname: str, conf_dir: Path = CONF_DIR) -> list[str
     return [f"{k}={v}" for k, v in parse_overrides(override_dirname).items() if (Path(conf_dir) / k).is_dir()]
 
 
+def method_choice(config: dict, conf_dir: Path = CONF_DIR) -> str | None:
+    """The ``method`` option (``conf/method/<option>.yaml``) whose class a recorded run's method is.
+    A tune preset can choose the method itself (``tune=hamr_loss`` sets ``method=hamr``), and then
+    the run's ``override_dirname`` does not name it. None: no option builds that class."""
+    target = config.get("method", {}).get("_target_")
+    for option in sorted((Path(conf_dir) / "method").glob("*.yaml")):
+        if target is not None and OmegaConf.load(option).get("_target_") == target:
+            return option.stem
+    return None
+
+
 def plan(
     study_dir: Path,
     results_dir: Path,
     profile: str,
     compose: Callable[[list[str]], object] = compose_train,
+    hamr_losses: Mapping[str, Collection[str]] | None = None,
 ) -> list[Adoption]:
     """Every finished run of the study at ``study_dir`` (``runs/<dataset>/<method>/<trial>/seed=<s>``),
     with the folder of the grid run ``experiment=table_<profile>`` would train for its config groups
     and seed under ``results_dir``, and why it is not copied there: a configuration the grid does not
     run (another value than the chosen one), or a target that is already finished or being trained
-    (a live holder of its run.lock; a stale lock, of a killed job, does not stop the copy)."""
+    (a live holder of its run.lock; a stale lock, of a killed job, does not stop the copy).
+    ``hamr_losses`` maps a task (``cls``, ``ner``) to the losses the grid runs HAMR over (the
+    Makefile's HAMR_LOSSES_CLASSIFICATION and HAMR_LOSSES_NER): every loss of a ``tune=hamr_loss``
+    study has the configuration of a grid run, but the grid runs only the chosen one."""
     adoptions = []
     for path in sorted(Path(study_dir).glob("runs/*/*/*/seed=*/metrics.json")):
         recorded = read_metrics(path)
@@ -65,7 +80,10 @@ def plan(
         # records before override_dirname was kept: the trial folder's name (short_dirname may have
         # shortened it; a name that lost its groups composes another configuration, not a wrong copy)
         dirname = recorded.get("override_dirname") or path.parent.parent.name
-        overrides = grid_overrides(dirname) + [
+        groups = grid_overrides(dirname)
+        if not any(o.startswith("method=") for o in groups) and (method := method_choice(recorded["config"])):
+            groups.append(f"method={method}")  # chosen by the study's tune preset, not on its command line
+        overrides = groups + [
             f"experiment=table_{profile}",
             f"trainer.seed={recorded['seed']}",
             f"paths.results_dir={Path(results_dir).resolve()}",
@@ -73,7 +91,11 @@ def plan(
         grid = OmegaConf.to_container(compose(overrides), resolve=True)
         target = Path(grid["paths"]["run_dir"])
         reason = None
-        if result_relevant(recorded["config"]) != result_relevant(grid):
+        chosen = dict(group.split("=", 1) for group in groups)
+        hamr_over = chosen.get("baseline_loss", "ce") if chosen.get("method") == "hamr" else "ce"
+        if hamr_over != "ce" and hamr_over not in (hamr_losses or {}).get(grid["dataset"]["task"], ()):
+            reason = "a loss the grid does not run HAMR over"
+        elif result_relevant(recorded["config"]) != result_relevant(grid):
             reason = "another configuration than the grid's"
         elif (target / "metrics.json").is_file():
             reason = "the grid has finished this run"
