@@ -330,3 +330,45 @@ def test_the_caption_says_all_training_examples_where_no_cap_was_set():
     assert training_examples_note({1000}) == "at most 1000 training examples (stratified)"
     assert training_examples_note({2000, 1000}) == "at most 1000, 2000 training examples (stratified)"
     assert training_examples_note({1000, None}) == "at most 1000 or all training examples (stratified)"
+
+
+def test_the_caption_gives_each_tasks_epochs_the_warm_up_and_the_lr_range():
+    """The converged profile trains classification 12 epochs and NER 8 with a 10% warm-up, each
+    method at its own lr: the caption gave the first run's epochs ("8 epochs") for both tasks and
+    no warm-up (results/table_cpu_converged, 2026-12-05)."""
+    from hamr.tables import schedule_note
+
+    def config(task, epochs, lr, warmup=0.1):
+        trainer = {"epochs": epochs, "lr": lr, "warmup_ratio": warmup, "max_length": 64, "batch_size": 16}
+        return {"dataset": {"task": task}, "trainer": trainer}
+
+    converged = schedule_note([config("ner", 8, 2e-4), config("cls", 12, 5e-5), config("cls", 12, 1e-4)])
+    assert converged == (
+        "8 epochs (NER), 12 epochs (classification), a linear warm-up over 10% of the steps, then linear decay, "
+        "max length 64, batch 16, lr 5e-05 to 0.0002 (each method's own)"
+    )
+    assert schedule_note([config("cls", 3, 1e-4, warmup=0.0), config("ner", 3, 1e-4, warmup=0.0)]) == (
+        "3 epochs, no warm-up, max length 64, batch 16, lr 0.0001"
+    )
+
+
+def test_a_hamr_variant_no_run_used_has_no_column_and_no_ablation_rows(tmp_path, build_tables):
+    """The converged profile runs hamr=default alone: its tables had a column of "missing" for the
+    authors' per-step values and four ablation rows of "missing" (2026-12-05). A variant with one
+    run, even a failed one, keeps its column."""
+    for seed in (1, 2):
+        fake_run(tmp_path, "ce", seed, dev=0.5, test=0.5, pred=GOLD)
+        fake_run(tmp_path, "hamr_full", seed, dev=0.5, test=0.5, pred=GOLD)
+    out = tmp_path / "t"
+    build_tables.main([str(tmp_path), "--out", str(out), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    columns = pd.read_csv(out / "main.csv", nrows=0).columns
+    assert "HAMR" in columns and not any("authors" in c for c in columns)
+    rows = pd.read_csv(out / "ablation.csv").configuration.tolist()
+    assert rows == ["HAMR (full)", "HAMR w/o resampling", "HAMR w/o meta-weight", "HAMR w/o neighbourhood boost"]
+    (tmp_path / "runs" / "sst5" / "hamr_authors_no_resampling" / "seed=1").mkdir(parents=True)
+    (tmp_path / "runs" / "sst5" / "hamr_authors_no_resampling" / "seed=1" / "error.json").write_text("{}")
+    build_tables.main([str(tmp_path), "--out", str(out), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    main = pd.read_csv(out / "main.csv", dtype=str).set_index("dataset")
+    assert main.loc["SST-5", "HAMR (authors' per-step values)"] == "missing"
+    assert "authors' - best baseline" in main.columns
+    assert len(pd.read_csv(out / "ablation.csv")) == 8

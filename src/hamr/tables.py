@@ -162,14 +162,25 @@ GAIN_COLUMNS = {
     "hamr+loss": ("HAMR + loss - best baseline", "HAMR + loss 95% CI", "HAMR + loss p"),
     "hamr_authors": ("authors' - best baseline", "authors' 95% CI", "authors' p"),
 }
+TASK_NAMES = {"cls": "classification", "ner": "NER"}
 HAMR_PLUS_LOSS = "HAMR + loss (dev)"  # the main table's column: HAMR over the loss chosen on dev
+
+
+def hamrs_run(runs: pd.DataFrame, failed: pd.DataFrame) -> list[str]:
+    """The HAMR variants (of HAMRS) with at least one finished or failed run of any configuration: a
+    profile that never runs one (the converged cpu profile runs hamr=default alone) gets no column or
+    ablation rows of it, rather than a column of "missing"."""
+    methods = set(runs.method) | set(failed.method)
+    return [h for h in HAMRS if any(m.startswith(f"{h}_") for m in methods)]
 
 
 def main_table(runs, failed, resamples) -> pd.DataFrame:
     rows = []
+    hamrs = hamrs_run(runs, failed) or HAMRS  # no HAMR ran at all: every column, each "missing"
+    main_methods = [*BASELINES, *(f"{h}_full" for h in hamrs)]
     for dataset in paper.DATASETS:
         over_loss = best_baseline(runs, dataset, HAMR_OVER_LOSS)  # HAMR over the loss chosen on dev, if any ran
-        cells = {m: cell(runs, failed, dataset, m) for m in MAIN_METHODS}
+        cells = {m: cell(runs, failed, dataset, m) for m in main_methods}
         shown = {**cells, **({over_loss: cell(runs, failed, dataset, over_loss)} if over_loss else {})}
         done = {m: round(c["mean"], 1) for m, c in shown.items() if c["status"] == "ok"}
         best = {m for m, value in done.items() if value == max(done.values())}  # ties as shown: all bold
@@ -188,7 +199,9 @@ def main_table(runs, failed, resamples) -> pd.DataFrame:
         row["paper HAMR"] = f"{hamr_paper:.1f}"
         row["paper best baseline"] = f"{base_paper:.1f} ({base_name})"
         row["best baseline (dev)"] = NAMES.get(baseline, "missing")
-        for key, method in (("hamr", "hamr_full"), ("hamr+loss", over_loss), ("hamr_authors", "hamr_authors_full")):
+        compared = [("hamr", "hamr_full"), ("hamr+loss", over_loss)]
+        compared += [("hamr_authors", "hamr_authors_full")] if "hamr_authors" in hamrs else []
+        for key, method in compared:
             gain, interval, p = GAIN_COLUMNS[key]
             test = significance(runs, dataset, method, baseline, resamples) if baseline and method else None
             if test and shown[method]["status"] == "ok":
@@ -206,7 +219,8 @@ def ablation_table(runs, failed, resamples) -> pd.DataFrame:
     """One row per configuration; per dataset its cell, its difference from its own full HAMR with
     the paired bootstrap's p (the seeds both have), and the paper's number."""
     rows = []
-    for method in ABLATIONS:
+    hamrs = hamrs_run(runs, failed) or HAMRS
+    for method in [f"{h}_{a}" for h in hamrs for a in ABLATION_NAMES]:
         hamr, ablation = next(
             (h, method[len(h) + 1 :]) for h in sorted(HAMRS, key=len, reverse=True) if method.startswith(f"{h}_")
         )
@@ -472,6 +486,37 @@ def training_examples_note(caps: set[int | None]) -> str:
     return f"at most {listed} training examples (stratified)"
 
 
+def schedule_note(configs: list[dict]) -> str:
+    """The caption's words for the runs' training schedule: epochs (per task where the tasks differ),
+    the warm-up, max length, batch, and the learning rate (its range where methods were tuned to
+    different ones). ``configs``: each run's recorded config (``metrics.json``'s ``config``)."""
+    if not configs:
+        return "no runs"
+    trainers = [c["trainer"] for c in configs]
+    epochs = {}
+    for config in configs:
+        epochs.setdefault(TASK_NAMES.get(config["dataset"].get("task"), "?"), set()).add(config["trainer"]["epochs"])
+    if len({e for values in epochs.values() for e in values}) == 1:
+        epoch_words = f"{trainers[0]['epochs']} epochs"
+    else:
+        epoch_words = ", ".join(
+            f"{'/'.join(map(str, sorted(values)))} epochs ({task})" for task, values in sorted(epochs.items())
+        )
+    warmups = sorted({t.get("warmup_ratio") or 0.0 for t in trainers})
+    warmup_words = (
+        "no warm-up"
+        if warmups == [0.0]
+        else "a linear warm-up over " + "/".join(f"{100 * w:g}%" for w in warmups) + " of the steps, then linear decay"
+    )
+    lrs = sorted({t["lr"] for t in trainers})
+    lr_words = f"lr {lrs[0]:g}" if len(lrs) == 1 else f"lr {lrs[0]:g} to {lrs[-1]:g} (each method's own)"
+    sizes = [
+        f"{name} {'/'.join(map(str, sorted({t.get(key) for t in trainers}, key=str)))}"
+        for name, key in (("max length", "max_length"), ("batch", "batch_size"))
+    ]
+    return ", ".join([epoch_words, warmup_words, *sizes, lr_words])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     runs, failed = load_runs(args.results)
@@ -482,12 +527,10 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     model = runs.iloc[0].metrics["model"] if len(runs) else "?"
     train_caps = {m["config"]["dataset"]["max_train_examples"] for m in runs.metrics}
-    trainer = runs.iloc[0].metrics["config"]["trainer"] if len(runs) else {}
-    lrs = sorted({m["config"]["trainer"]["lr"] for m in runs.metrics}) if len(runs) else []
     setting = (
         f"profile `{args.profile}`: {model}, {training_examples_note(train_caps)}, "
-        f"{trainer.get('epochs')} epochs, max length {trainer.get('max_length')}, batch {trainer.get('batch_size')}, "
-        f"lr {', '.join(map(str, lrs))}, test scored with the best-dev epoch; {steps_note(runs)}; "
+        f"{schedule_note([m['config'] for m in runs.metrics])}, test scored with the best-dev epoch; "
+        f"{steps_note(runs)}; "
         + (
             "full dev and test splits"
             if all(m["config"]["dataset"]["max_eval_examples"] is None for m in runs.metrics)
