@@ -16,7 +16,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from hamr.adopt import adopt, plan
+from hamr.adopt import adopt, plan, project_root
 
 
 def main(argv=None) -> int:
@@ -43,10 +43,11 @@ def main(argv=None) -> int:
         hamr_losses[task] = [loss for loss in losses.split(",") if loss]
     adoptions = plan(args.study, args.results, args.profile, hamr_losses=hamr_losses)
     here = Path.cwd()
+    root = project_root(args.results) or here  # the records name the study relative to the grid's project
     reasons = Counter()
     for a in adoptions:
         if a.reason is None:
-            if not args.dry_run and adopt(a, root=here) is None:
+            if not args.dry_run and adopt(a, root=root) is None:
                 reasons["the grid finished meanwhile"] += 1
                 continue
             target = a.target.relative_to(here) if a.target.is_relative_to(here) else a.target

@@ -138,3 +138,18 @@ def test_the_script_names_a_malformed_hamr_losses_and_the_fix(tmp_path):
     assert "--hamr-losses 'classification=dice': write TASK=LOSSES, TASK cls or ner" in bad.stderr
     empty = subprocess.run([*args, "--hamr-losses", "ner=", "--dry-run"], capture_output=True, text=True, check=True)
     assert "0 tuning runs" in empty.stdout
+
+
+def test_the_record_names_the_study_relative_to_the_grids_project_wherever_the_script_runs(study, tmp_path):
+    """The converged grid ran the script from a worktree over the main checkout's folders, and the
+    24 adopted records said `adopted_from: /work/main/results/tuning/...` (2026-12-05): a path of
+    this machine. Relative to the project holding the grid's results, it is `results/tuning/...`."""
+    study_dir, grid_dir, _, _ = study
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'elsewhere'\n")
+    (elsewhere := tmp_path / "a-worktree").mkdir()
+    script = ROOT / "scripts" / "adopt_tuning_runs.py"
+    subprocess.run(
+        [sys.executable, str(script), str(study_dir), str(grid_dir), "--profile", "smoke"], cwd=elsewhere, check=True
+    )
+    (record,) = [json.loads(p.read_text()) for p in grid_dir.glob("runs/*/*/seed=*/metrics.json")]
+    assert record["adopted_from"].startswith("study/runs/cyclone_idai_2019/ce/")

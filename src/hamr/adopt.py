@@ -105,6 +105,14 @@ def plan(
     return adoptions
 
 
+def project_root(path: Path) -> Path | None:
+    """The nearest folder at or above ``path`` that holds a ``pyproject.toml`` (the project a results
+    folder belongs to), or None: ``adopted_from`` is written relative to it, so a committed record
+    names ``results/tuning/...`` and not the machine's checkout path."""
+    path = Path(path).resolve()
+    return next((p for p in (path, *path.parents) if (p / "pyproject.toml").is_file()), None)
+
+
 def adopt(adoption: Adoption, root: Path | None = None) -> Path | None:
     """Copy one planned run: ``predictions.npz`` first, ``metrics.json`` last (so the folder is
     finished exactly when it is complete), the record unchanged but for ``adopted_from``, the tuning
