@@ -169,14 +169,15 @@ HAMR_PLUS_LOSS = "HAMR + loss (dev)"  # the main table's column: HAMR over the l
 def hamrs_run(runs: pd.DataFrame, failed: pd.DataFrame) -> list[str]:
     """The HAMR variants (of HAMRS) with at least one finished or failed run of any configuration: a
     profile that never runs one (the converged cpu profile runs hamr=default alone) gets no column or
-    ablation rows of it, rather than a column of "missing"."""
+    ablation rows of it, rather than a column of "missing". Where no HAMR ran at all, every variant
+    (each cell "missing")."""
     methods = set(runs.method) | set(failed.method)
-    return [h for h in HAMRS if any(m.startswith(f"{h}_") for m in methods)]
+    return [h for h in HAMRS if any(m.startswith(f"{h}_") for m in methods)] or HAMRS
 
 
 def main_table(runs, failed, resamples) -> pd.DataFrame:
     rows = []
-    hamrs = hamrs_run(runs, failed) or HAMRS  # no HAMR ran at all: every column, each "missing"
+    hamrs = hamrs_run(runs, failed)
     main_methods = [*BASELINES, *(f"{h}_full" for h in hamrs)]
     for dataset in paper.DATASETS:
         over_loss = best_baseline(runs, dataset, HAMR_OVER_LOSS)  # HAMR over the loss chosen on dev, if any ran
@@ -219,11 +220,8 @@ def ablation_table(runs, failed, resamples) -> pd.DataFrame:
     """One row per configuration; per dataset its cell, its difference from its own full HAMR with
     the paired bootstrap's p (the seeds both have), and the paper's number."""
     rows = []
-    hamrs = hamrs_run(runs, failed) or HAMRS
-    for method in [f"{h}_{a}" for h in hamrs for a in ABLATION_NAMES]:
-        hamr, ablation = next(
-            (h, method[len(h) + 1 :]) for h in sorted(HAMRS, key=len, reverse=True) if method.startswith(f"{h}_")
-        )
+    for hamr, ablation in [(h, a) for h in hamrs_run(runs, failed) for a in ABLATION_NAMES]:
+        method = f"{hamr}_{ablation}"
         full = f"{hamr}_full"
         row = {
             "configuration": NAMES[method] if method != full else f"{HAMR_NAMES[hamr]} (full)",
