@@ -318,7 +318,23 @@ def test_the_overall_answer_pairs_every_dataset_and_seed_against_the_best_baseli
     assert cells.loc[("SST-5", "CE"), "last-epoch dev gain"] == "+10.00"
     assert cells.loc[("SST-5", "HAMR"), "last-epoch dev gain"] == "+2.00"
     assert cells.loc[("BioNLP", "CE"), "collapsed"] == "1" and cells.loc[("BioNLP", "CE"), "steps"] == "189"
+    assert cells.loc[("SST-5", "CE"), "dev below the best baseline"] == "+0.00"  # CE is the best baseline
     assert (tmp_path / "t" / "overall.md").read_text().startswith("## Does HAMR help here?")
+
+
+def test_the_convergence_table_gives_each_cells_dev_gap_to_the_best_baseline(tmp_path, build_tables):
+    """A cell still rising matters only if it could close its gap to the dev-chosen best baseline:
+    CE (dev 60) is best over focal (50); HAMR's seeds at 55 and 45 sit 10 below it, its collapsed
+    seed (dev 0) left out like everywhere else."""
+    for seed in (1, 2):
+        fake_run(tmp_path, "ce", seed, dev=0.6, test=0.5, pred=GOLD)
+        fake_run(tmp_path, "focal", seed, dev=0.5, test=0.5, pred=GOLD)
+        fake_run(tmp_path, "hamr_full", seed, dev=0.55 if seed == 1 else 0.45, test=0.5, pred=GOLD)
+    fake_run(tmp_path, "hamr_full", 3, dev=0.0, test=0.1, pred=GOLD, collapsed=True)
+    build_tables.main([str(tmp_path), "--out", str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--no-wandb"])
+    convergence = pd.read_csv(tmp_path / "t" / "convergence.csv", dtype=str, keep_default_na=False)
+    below = convergence.set_index("configuration")["dev below the best baseline"]
+    assert below["CE"] == "+0.00" and below["Focal"] == "+10.00" and below["HAMR"] == "+10.00"
 
 
 def test_the_caption_says_all_training_examples_where_no_cap_was_set():
