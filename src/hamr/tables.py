@@ -370,19 +370,19 @@ def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     the epoch before (x100; near 0: the runs stopped improving), the share of seeds whose best dev
     epoch was the last, how far the cell's mean dev Macro-F1 sits below the dev-chosen best
     baseline's (x100, seeds that did not collapse; a cell that still rises, but by much less than
-    this per epoch, cannot change which method the table finds best), the optimizer steps, and the collapsed
-    seeds."""
+    this per epoch, cannot change which method the table finds best), the optimizer steps, and the
+    collapsed seeds."""
     rows = []
+    kept_dev = runs[~runs.collapsed.astype(bool)].groupby(["dataset", "method"]).dev.mean() if len(runs) else None
+    baselines = {dataset: best_baseline(runs, dataset) for dataset in set(runs.dataset)} if len(runs) else {}
     for (dataset, method), sel in runs.groupby(["dataset", "method"], sort=False):
         gains = [g for g in map(last_epoch_dev_gain, sel.metrics) if g is not None]
         last_best = sum(m.get("selected_epoch") == len(m.get("history", [])) for m in sel.metrics)
-        baseline = best_baseline(runs, dataset)
-        kept = sel[~sel.collapsed.astype(bool)]
-        if baseline is None or len(kept) == 0:
+        baseline = baselines[dataset]
+        if baseline is None or (dataset, method) not in kept_dev.index:
             below = "-"
         else:
-            in_dataset = runs[(runs.dataset == dataset) & (runs.method == baseline) & ~runs.collapsed.astype(bool)]
-            below = f"{100 * (in_dataset.dev.mean() - kept.dev.mean()):+.2f}"
+            below = f"{100 * (kept_dev[(dataset, baseline)] - kept_dev[(dataset, method)]):+.2f}"
         rows.append(
             {
                 "dataset": paper.DISPLAY.get(dataset, dataset),
