@@ -175,9 +175,17 @@ def hamrs_run(runs: pd.DataFrame, failed: pd.DataFrame) -> list[str]:
     return [h for h in HAMRS if any(m.startswith(f"{h}_") for m in methods)] or HAMRS
 
 
+def hamr_over_loss_run(runs: pd.DataFrame, failed: pd.DataFrame) -> bool:
+    """Whether any run, finished or failed, trained HAMR over a loss other than CE: a profile that
+    never does (the first cpu profile, cpu_short) gets no "HAMR + loss" column, gain or overall row,
+    rather than cells of "missing"; a profile that does and has not finished them shows "missing"."""
+    return bool((set(runs.method) | set(failed.method)) & set(HAMR_OVER_LOSS))
+
+
 def main_table(runs, failed, resamples) -> pd.DataFrame:
     rows = []
     hamrs = hamrs_run(runs, failed)
+    with_loss = hamr_over_loss_run(runs, failed)
     main_methods = [*BASELINES, *(f"{h}_full" for h in hamrs)]
     for dataset in paper.DATASETS:
         over_loss = best_baseline(runs, dataset, HAMR_OVER_LOSS)  # HAMR over the loss chosen on dev, if any ran
@@ -194,13 +202,13 @@ def main_table(runs, failed, resamples) -> pd.DataFrame:
             row["_tex"][HAMR_PLUS_LOSS] = (
                 f"{fmt(shown[over_loss], bold=over_loss in best, tex=True)} ({NAMES[over_loss]})"
             )
-        else:
+        elif with_loss:
             row[HAMR_PLUS_LOSS] = "missing"
         hamr_paper, base_paper, base_name = paper.MAIN[dataset]
         row["paper HAMR"] = f"{hamr_paper:.1f}"
         row["paper best baseline"] = f"{base_paper:.1f} ({base_name})"
         row["best baseline (dev)"] = NAMES.get(baseline, "missing")
-        compared = [("hamr", "hamr_full"), ("hamr+loss", over_loss)]
+        compared = [("hamr", "hamr_full")] + ([("hamr+loss", over_loss)] if with_loss else [])
         compared += [("hamr_authors", "hamr_authors_full")] if "hamr_authors" in hamrs else []
         for key, method in compared:
             gain, interval, p = GAIN_COLUMNS[key]
@@ -313,18 +321,18 @@ def modules_table(runs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def overall_table(runs: pd.DataFrame, resamples: int, seed: int = 0) -> pd.DataFrame:
+def overall_table(runs: pd.DataFrame, resamples: int, seed: int = 0, with_loss: bool = True) -> pd.DataFrame:
     """The table's single answer to "does HAMR help here?": for HAMR and HAMR over the loss chosen
     on dev, its test Macro-F1 minus the dev-chosen best baseline's, paired by (dataset, seed) over
     every pair where neither run collapsed; the mean difference with a bootstrap 95% interval over
-    the pairs, the wins, and the two-sided p of Wilcoxon's signed-rank test on the pairs."""
+    the pairs, the wins, and the two-sided p of Wilcoxon's signed-rank test on the pairs. Without
+    ``with_loss`` (no HAMR over another loss ran: hamr_over_loss_run) only HAMR's row."""
     from scipy.stats import wilcoxon
 
     rows = []
-    for label, pick in (
-        ("HAMR", lambda d: "hamr_full"),
-        ("HAMR + loss (dev)", lambda d: best_baseline(runs, d, HAMR_OVER_LOSS)),
-    ):
+    picks = [("HAMR", lambda d: "hamr_full")]
+    picks += [(HAMR_PLUS_LOSS, lambda d: best_baseline(runs, d, HAMR_OVER_LOSS))] if with_loss else []
+    for label, pick in picks:
         diffs = []
         for dataset in paper.DATASETS:
             method, baseline = pick(dataset), best_baseline(runs, dataset)
@@ -574,7 +582,7 @@ def main(argv=None) -> int:
             "Rarest classes",
             "Test F1 (x100, mean over seeds) of each dataset's three rarest training classes.",
         )
-    overall_df = overall_table(runs, args.resamples)
+    overall_df = overall_table(runs, args.resamples, with_loss=hamr_over_loss_run(runs, failed))
     text = (
         write_table(
             overall_df,
