@@ -1,7 +1,7 @@
 """Copy a tuning study's runs at the chosen values into the grid's run folders, so the grid skips them.
 
     python scripts/adopt_tuning_runs.py results/tuning/table_cpu_converged results/table_cpu_converged \
-        --profile cpu_converged [--hamr-losses cls=dice --hamr-losses ner=focal] [--dry-run]
+        --experiment table_cpu_converged [--hamr-losses cls=dice --hamr-losses ner=focal] [--dry-run]
 
 A trial at the value the profile's `tuned` block holds has the configuration of a grid cell's run
 of the same seed (the test by which a sweep skips a finished run, hamr.runs.result_relevant): it is
@@ -23,7 +23,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("study", type=Path, help="the tuning study's results folder (holding runs/)")
     parser.add_argument("results", type=Path, help="the grid's results folder (paths.results_dir of the grid)")
-    parser.add_argument("--profile", required=True, help="the grid's profile: experiment=table_<profile>")
+    parser.add_argument(
+        "--experiment", required=True, help="the grid's Hydra preset (experiment=<name>), e.g. table_cpu_converged"
+    )
     parser.add_argument(
         "--hamr-losses",
         action="append",
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
         if task not in ("cls", "ner") or not _:
             raise SystemExit(f"error: --hamr-losses {item!r}: write TASK=LOSSES, TASK cls or ner (e.g. cls=dice)")
         hamr_losses[task] = [loss for loss in losses.split(",") if loss]
-    adoptions = plan(args.study, args.results, args.profile, hamr_losses=hamr_losses)
+    adoptions = plan(args.study, args.results, args.experiment, hamr_losses=hamr_losses)
     here = Path.cwd()
     root = project_root(args.results) or here  # the records name the study relative to the grid's project
     reasons = Counter()

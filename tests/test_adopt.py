@@ -56,7 +56,7 @@ def study(tmp_path):
 
 def test_only_the_trial_at_the_grids_value_is_adopted_and_the_grid_then_skips_it(study):
     study_dir, grid_dir, compose, grid = study
-    chosen, other = plan(study_dir, grid_dir, "smoke", compose=compose)  # sorted: lr, then 2 lr
+    chosen, other = plan(study_dir, grid_dir, "table_smoke", compose=compose)  # sorted: lr, then 2 lr
     target = grid_dir.resolve() / "runs" / "cyclone_idai_2019" / "ce" / "seed=1"
     assert (chosen.reason, chosen.target) == (None, target)
     assert other.reason == "another configuration than the grid's" and other.target == target
@@ -68,7 +68,7 @@ def test_only_the_trial_at_the_grids_value_is_adopted_and_the_grid_then_skips_it
     record = json.loads((target / "metrics.json").read_text())
     assert record["adopted_from"] == str(chosen.source.relative_to(study_dir.parent))
     assert (target / "predictions.npz").read_bytes() == (chosen.source / "predictions.npz").read_bytes()
-    assert [a.reason for a in plan(study_dir, grid_dir, "smoke", compose=compose)] == [
+    assert [a.reason for a in plan(study_dir, grid_dir, "table_smoke", compose=compose)] == [
         "the grid has finished this run",
         "another configuration than the grid's",
     ]
@@ -80,11 +80,13 @@ def test_a_run_a_live_job_is_training_is_left_to_it_and_a_killed_jobs_lock_is_no
     target.mkdir(parents=True)
     live = {"host": socket.gethostname(), "boot": boot_id(), "pid": os.getpid(), "started": "now"}
     (target / "run.lock").write_text(json.dumps(live))
-    assert plan(study_dir, grid_dir, "smoke", compose=compose)[0].reason == "a job is training this run (run.lock)"
+    assert (
+        plan(study_dir, grid_dir, "table_smoke", compose=compose)[0].reason == "a job is training this run (run.lock)"
+    )
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (target / "run.lock").write_text(json.dumps({**live, "pid": dead.pid}))
-    chosen = plan(study_dir, grid_dir, "smoke", compose=compose)[0]
+    chosen = plan(study_dir, grid_dir, "table_smoke", compose=compose)[0]
     assert chosen.reason is None
     assert adopt(chosen) == chosen.target / "metrics.json"
     assert not (target / "run.lock").exists()  # the stale lock taken over, then released
@@ -92,7 +94,7 @@ def test_a_run_a_live_job_is_training_is_left_to_it_and_a_killed_jobs_lock_is_no
 
 def test_a_run_the_grid_finished_after_the_plan_is_kept_not_overwritten(study):
     study_dir, grid_dir, compose, _ = study
-    chosen = plan(study_dir, grid_dir, "smoke", compose=compose)[0]
+    chosen = plan(study_dir, grid_dir, "table_smoke", compose=compose)[0]
     assert chosen.reason is None
     atomic_write_json(chosen.target / "metrics.json", {"seed": 1, "dev_macro_f1": 0.7})  # a grid job, meanwhile
     assert adopt(chosen) is None
@@ -119,11 +121,11 @@ def test_a_hamr_loss_trial_is_adopted_though_its_preset_not_its_command_line_cho
     atomic_write_bytes(folder / "predictions.npz", b"predictions")
     record = {"seed": 1, "dev_macro_f1": 0.5, "test_macro_f1": 0.4, "override_dirname": dirname, "config": config}
     atomic_write_json(folder / "metrics.json", record)
-    (adoption,) = plan(study_dir, grid_dir, "smoke", compose=compose, hamr_losses={"cls": ["focal"]})
+    (adoption,) = plan(study_dir, grid_dir, "table_smoke", compose=compose, hamr_losses={"cls": ["focal"]})
     assert adoption.reason is None
     assert adoption.target == grid_dir.resolve() / "runs" / "cyclone_idai_2019" / "hamr-focal_full" / "seed=1"
     for other in ({"cls": ["dice"], "ner": ["focal"]}, {}, None):
-        (adoption,) = plan(study_dir, grid_dir, "smoke", compose=compose, hamr_losses=other)
+        (adoption,) = plan(study_dir, grid_dir, "table_smoke", compose=compose, hamr_losses=other)
         assert adoption.reason == "a loss the grid does not run HAMR over", other
     assert method_choice({"method": {"_target_": "hamr.loop.BaselineMethod.from_context"}}) == "baseline"
     assert method_choice({"method": {"_target_": "elsewhere.Method"}}) is None
@@ -132,7 +134,7 @@ def test_a_hamr_loss_trial_is_adopted_though_its_preset_not_its_command_line_cho
 def test_the_script_names_a_malformed_hamr_losses_and_the_fix(tmp_path):
     (tmp_path / "study" / "runs").mkdir(parents=True)
     script = ROOT / "scripts" / "adopt_tuning_runs.py"
-    args = [sys.executable, str(script), str(tmp_path / "study"), str(tmp_path / "grid"), "--profile", "smoke"]
+    args = [sys.executable, str(script), str(tmp_path / "study"), str(tmp_path / "grid"), "--experiment", "table_smoke"]
     bad = subprocess.run([*args, "--hamr-losses", "classification=dice"], capture_output=True, text=True)
     assert bad.returncode != 0
     assert "--hamr-losses 'classification=dice': write TASK=LOSSES, TASK cls or ner" in bad.stderr
@@ -149,7 +151,9 @@ def test_the_record_names_the_study_relative_to_the_grids_project_wherever_the_s
     (elsewhere := tmp_path / "a-worktree").mkdir()
     script = ROOT / "scripts" / "adopt_tuning_runs.py"
     subprocess.run(
-        [sys.executable, str(script), str(study_dir), str(grid_dir), "--profile", "smoke"], cwd=elsewhere, check=True
+        [sys.executable, str(script), str(study_dir), str(grid_dir), "--experiment", "table_smoke"],
+        cwd=elsewhere,
+        check=True,
     )
     (record,) = [json.loads(p.read_text()) for p in grid_dir.glob("runs/*/*/seed=*/metrics.json")]
     assert record["adopted_from"].startswith("study/runs/cyclone_idai_2019/ce/")

@@ -48,7 +48,7 @@ def test_the_task_lists_split_the_main_datasets_by_their_configs_task(compose_cf
     assert {task[d] for d in ner} == {"ner"} and {task[d] for d in classification} == {"cls"}
 
 
-def test_the_paper_and_smoke_grids_run_hamr_over_other_losses_and_the_cpu_grid_does_not_yet():
+def test_the_paper_and_smoke_grids_run_hamr_over_other_losses_and_the_first_cpu_grid_does_not():
     def dry(profile: str) -> str:
         return subprocess.run(
             ["make", "-n", "reproduce-table", f"PROFILE={profile}"],
@@ -60,7 +60,7 @@ def test_the_paper_and_smoke_grids_run_hamr_over_other_losses_and_the_cpu_grid_d
 
     assert "method=hamr hamr=default ablation=full baseline_loss=focal,dice,icf" in dry("paper")
     assert "method=hamr hamr=default ablation=full baseline_loss=focal " in dry("smoke")
-    assert "ablation=full baseline_loss=" not in dry("cpu")
+    assert "ablation=full baseline_loss=" not in dry("cpu_short")
 
 
 def test_the_tuning_target_tunes_every_baseline():
@@ -76,44 +76,54 @@ def dry_run(target: str, *variables: str) -> str:
     ).stdout
 
 
-def test_the_converged_profile_runs_five_seeds_three_in_the_ablations_and_hamr_default_alone():
-    converged = dry_run("reproduce-table", "PROFILE=cpu_converged")
+def test_the_cpu_profile_is_the_converged_grid_five_seeds_three_in_the_ablations_and_hamr_default_alone():
+    converged = dry_run("reproduce-table")  # PROFILE=cpu, the default
     sweeps = [line for line in converged.splitlines() if "hamr.train" in line]
     main, hamr, ablations = sweeps[0], sweeps[1], sweeps[-1]  # between them: HAMR + loss, once chosen
     assert "trainer.seed=1,2,3,4,5 method=baseline baseline_loss=ce,focal,dice,icf" in main
     assert "trainer.seed=1,2,3,4,5 method=hamr hamr=default ablation=full" in hamr
     assert "trainer.seed=1,2,3 method=hamr hamr=default ablation=no_resampling" in ablations
+    assert "experiment=table_cpu_converged " in main
     assert "paths.results_dir=" + str(ROOT / "results" / "table_cpu_converged") in main
+    assert "--experiment table_cpu_converged" in converged and "results/tuning/table_cpu_converged " in converged
+    assert "--out results/tables --figures results/figures --profile cpu" in converged
     # the first cpu profile keeps its grid: 3 seeds everywhere and the authors' preset beside HAMR's
-    first = dry_run("reproduce-table", "PROFILE=cpu")
+    first = dry_run("reproduce-table", "PROFILE=cpu_short")
     assert first.count("trainer.seed=1,2,3 ") == 3 and first.count("hamr=default,authors") == 2
+    assert "experiment=table_cpu " in first
+    assert "paths.results_dir=" + str(ROOT / "results" / "table_cpu") + " " in first
+    assert "--out results/tables_cpu_short --figures results/figures_cpu_short" in first
 
 
-def test_the_converged_profile_tunes_every_methods_lr_in_the_tables_meta_mode():
-    baselines = dry_run("tune-baselines", "PROFILE=cpu_converged", "TUNE_DATASETS=sst5")
+def test_the_cpu_profile_tunes_every_methods_lr_in_the_tables_meta_mode():
+    baselines = dry_run("tune-baselines", "TUNE_DATASETS=sst5")
     assert "echo lr_cpu_converged || echo lr_cpu_converged" in baselines  # focal too: its gamma is kept
-    hamr = dry_run("tune-hamr", "PROFILE=cpu_converged", "TUNE_DATASETS=sst5")
+    hamr = dry_run("tune-hamr", "TUNE_DATASETS=sst5")
     assert "tune=lr_cpu_converged method=hamr dataset=$ds" in hamr and "hamr.meta.every" not in hamr
-    assert "tune=hamr hydra.sweeper.n_trials=8 hamr.meta.every=4" in dry_run("tune-hamr", "PROFILE=cpu")
-    loss = dry_run("tune-hamr-loss", "PROFILE=cpu_converged")
+    assert "tune=hamr hydra.sweeper.n_trials=8 hamr.meta.every=4" in dry_run("tune-hamr", "PROFILE=cpu_short")
+    loss = dry_run("tune-hamr-loss")
     assert "experiment=table_cpu_converged" in loss and "tune=hamr_loss dataset=$ds" in loss
+    assert "paths.results_dir=" + str(ROOT / "results" / "tuning" / "table_cpu_converged") in loss
+    assert "paths.results_dir=" + str(ROOT / "results" / "tuning" / "table_cpu") + " " in dry_run(
+        "tune-hamr", "PROFILE=cpu_short"
+    )
 
 
 def test_hamr_over_a_loss_can_take_a_different_loss_per_task():
-    losses = ["HAMR_LOSSES_CLASSIFICATION_cpu_converged=icf", "HAMR_LOSSES_NER_cpu_converged=focal"]
+    losses = ["HAMR_LOSSES_CLASSIFICATION_cpu=icf", "HAMR_LOSSES_NER_cpu=focal"]
     swept = re.findall(
-        r"ablation=full baseline_loss=(\S+) dataset=(\S+)", dry_run("reproduce-table", "PROFILE=cpu_converged", *losses)
+        r"ablation=full baseline_loss=(\S+) dataset=(\S+)", dry_run("reproduce-table", "PROFILE=cpu", *losses)
     )
     assert swept == [
         ("icf", "hurricane_irma_2017,cyclone_idai_2019,sst5"),
         ("focal", "bionlp2004,tweetner7_2020,mit_restaurant"),
     ]
-    unset = ["HAMR_LOSSES_CLASSIFICATION_cpu_converged=", "HAMR_LOSSES_NER_cpu_converged="]
-    assert "ablation=full baseline_loss=" not in dry_run("reproduce-table", "PROFILE=cpu_converged", *unset)
+    unset = ["HAMR_LOSSES_CLASSIFICATION_cpu=", "HAMR_LOSSES_NER_cpu="]
+    assert "ablation=full baseline_loss=" not in dry_run("reproduce-table", "PROFILE=cpu", *unset)
 
 
 def test_the_converged_grids_hamr_losses_are_its_studys_choices_and_none_before():
-    """The converged grid runs HAMR over the loss that results/tuning/table_cpu_converged/hamr_loss.json
+    """The converged grid (PROFILE=cpu) runs HAMR over the loss that results/tuning/table_cpu_converged/hamr_loss.json
     chose per task, once that study has all its losses (conf/tune/hamr_loss), and over none until
     then: a loss typed by hand, or a grid started before the study, fails here."""
     n_losses = OmegaConf.load(ROOT / "conf" / "tune" / "hamr_loss.yaml").hydra.sweeper.n_trials
@@ -121,4 +131,4 @@ def test_the_converged_grids_hamr_losses_are_its_studys_choices_and_none_before(
     studies = [c for c in (json.loads(path.read_text()) if path.is_file() else []) if c["losses"] == n_losses]
     for variable, task in (("HAMR_LOSSES_CLASSIFICATION", "cls"), ("HAMR_LOSSES_NER", "ner")):
         expected = [c["loss"] for c in studies if c["task"] == task]
-        assert make_variable(variable, "PROFILE=cpu_converged") == expected, variable
+        assert make_variable(variable, "PROFILE=cpu") == expected, variable

@@ -428,7 +428,7 @@ def test_a_baseline_run_is_reused_whatever_hamrs_settings(tmp_path):
     ],
 )
 def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, overrides):
-    """`make reproduce-table PROFILE=cpu` must skip the committed runs that today's configs would
+    """`make reproduce-table PROFILE=cpu_short` must skip the committed runs that today's configs would
     repeat (else 108 runs are silently retrained); it fails when a new option changes their result
     or is not read for old records (LATER_KEYS, VOLATILE_KEYS). The authors' preset is never tuned,
     so its runs stay finished; a baseline's run is finished exactly when it was trained with the
@@ -475,3 +475,32 @@ def test_hamr_over_focal_trains_into_its_own_folder(tmp_path, data_dir):
         tmp_path / "runs" / "cyclone_idai_2019" / "hamr-focal_full" / "seed=42", "cyclone_idai_2019", "hamr-focal_full"
     )
     assert metrics["loss"] == "FocalLoss" and metrics["history"][0]["meta_loss"] > 0
+
+
+@pytest.mark.parametrize(
+    ("run", "overrides"),
+    [
+        ("hurricane_irma_2017/hamr-dice_full/seed=1", ["method=hamr", "baseline_loss=dice"]),  # adopted from tuning
+        ("bionlp2004/hamr-focal_full/seed=3", ["method=hamr", "baseline_loss=focal"]),
+        ("bionlp2004/hamr_no_resampling/seed=3", ["method=hamr", "ablation=no_resampling"]),
+        ("sst5/ce/seed=4", ["method=baseline", "baseline_loss=ce"]),
+        ("mit_restaurant/focal/seed=4", ["method=baseline", "baseline_loss=focal"]),
+    ],
+)
+def test_the_committed_converged_runs_are_finished_under_the_cpu_profile(run, overrides):
+    """`make reproduce-table` (PROFILE=cpu, experiment=table_cpu_converged) must skip the committed
+    converged runs, adopted tuning runs among them: a change of today's configs or code that alters
+    their configuration fails here before a sweep silently retrains 198 runs."""
+    from omegaconf import OmegaConf
+
+    from hamr.config import compose_train
+    from hamr.runs import finished_run
+
+    run_dir = ROOT / "results" / "table_cpu_converged" / "runs" / run
+    dataset, seed = run.split("/")[0], run.rsplit("=", 1)[1]
+    cfg = OmegaConf.to_container(
+        compose_train(["experiment=table_cpu_converged", f"dataset={dataset}", f"trainer.seed={seed}", *overrides]),
+        resolve=True,
+    )
+    record = finished_run(run_dir, cfg)
+    assert record is not None and record["seed"] == int(seed)

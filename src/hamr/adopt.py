@@ -59,12 +59,12 @@ def method_choice(config: dict, conf_dir: Path = CONF_DIR) -> str | None:
 def plan(
     study_dir: Path,
     results_dir: Path,
-    profile: str,
+    experiment: str,
     compose: Callable[[list[str]], object] = compose_train,
     hamr_losses: Mapping[str, Collection[str]] | None = None,
 ) -> list[Adoption]:
     """Every finished run of the study at ``study_dir`` (``runs/<dataset>/<method>/<trial>/seed=<s>``),
-    with the folder of the grid run ``experiment=table_<profile>`` would train for its config groups
+    with the folder of the grid run ``experiment=<experiment>`` would train for its config groups
     and seed under ``results_dir``, and why it is not copied there: a configuration the grid does not
     run (another value than the chosen one), or a target that is already finished or being trained
     (a live holder of its run.lock; a stale lock, of a killed job, does not stop the copy).
@@ -84,7 +84,7 @@ def plan(
         if not any(o.startswith("method=") for o in groups) and (method := method_choice(recorded["config"])):
             groups.append(f"method={method}")  # chosen by the study's tune preset, not on its command line
         overrides = groups + [
-            f"experiment=table_{profile}",
+            f"experiment={experiment}",
             f"trainer.seed={recorded['seed']}",
             f"paths.results_dir={Path(results_dir).resolve()}",
         ]
