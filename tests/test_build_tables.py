@@ -389,3 +389,17 @@ def test_a_hamr_variant_no_run_used_has_no_column_and_no_ablation_rows(tmp_path,
     assert main.loc["SST-5", "HAMR (authors' per-step values)"] == "missing"
     assert "authors' - best baseline" in main.columns
     assert len(pd.read_csv(out / "ablation.csv")) == 8
+
+
+def test_the_tables_summary_run_joins_its_runs_wandb_group(build_tables):
+    """PROFILE=cpu builds the tables of runs whose group is table_cpu_converged: the summary run
+    goes there, not to table_cpu (the first cpu profile's runs); mixed or unnamed runs fall back."""
+
+    def runs(*names):
+        return pd.DataFrame({"metrics": [{"config": {"experiment_name": n}} if n else {} for n in names]})
+
+    assert build_tables.wandb_group(runs("table_cpu_converged", "table_cpu_converged", None), "cpu") == (
+        "table_cpu_converged"
+    )
+    assert build_tables.wandb_group(runs("table_cpu", "table_smoke"), "cpu") == "table_cpu"
+    assert build_tables.wandb_group(runs(), "smoke") == "table_smoke"

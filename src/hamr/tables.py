@@ -472,14 +472,25 @@ def with_share_gap(row: dict) -> dict:
     return {**row, "max_share_gap": max(abs(row[f"sample_share/{c}"] - row[f"data_share/{c}"]) for c in classes)}
 
 
-def log_to_wandb(profile: str, tables: dict[str, pd.DataFrame], images: list[Path], out: Path) -> None:
-    """One W&B summary run holding the tables and figures; a failure is a warning only."""
+def wandb_group(runs: pd.DataFrame, profile: str) -> str:
+    """The W&B group of the tables' summary run: the runs' own group (their ``experiment_name``,
+    conf/logger/wandb.yaml) where they share one, so the summary sits beside its runs (PROFILE=cpu's
+    runs are ``table_cpu_converged``); else ``table_<profile>``."""
+    names = {m.get("config", {}).get("experiment_name") for m in runs.metrics} - {None}
+    return names.pop() if len(names) == 1 else f"table_{profile}"
+
+
+def log_to_wandb(
+    profile: str, tables: dict[str, pd.DataFrame], images: list[Path], out: Path, group: str | None = None
+) -> None:
+    """One W&B summary run holding the tables and figures, in ``group`` (default ``table_<profile>``);
+    a failure is a warning only."""
     try:
         import wandb
 
         run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "hamr"),
-            group=f"table_{profile}",
+            group=group or f"table_{profile}",
             name=f"tables-{profile}",
             job_type="summary",
             dir=os.environ.get("WANDB_DIR", "outputs"),
@@ -656,7 +667,11 @@ def main(argv=None) -> int:
     atomic_write_bytes(args.out / "provenance.json", json.dumps(provenance, indent=2).encode())
     if not args.no_wandb:
         log_to_wandb(
-            args.profile, {"main": main_df, "ablation": ablation_df, "minority": minority_df}, images, args.out
+            args.profile,
+            {"main": main_df, "ablation": ablation_df, "minority": minority_df},
+            images,
+            args.out,
+            group=wandb_group(runs, args.profile),
         )
     print(text)
     print(
