@@ -3,7 +3,7 @@
 #   bash scripts/gpu_check.sh OUT_DIR [MODEL_DIR]
 # Sections, in the order they run (times on one H200, 2026-12-04):
 # tests: the `gpu` tests (bf16 autocast, the flash-to-eager attention switch, FAISS on the GPU, graphed training; 30 s);
-# train: one epoch of the `cpu` profile's SST-5 and MIT-Restaurant on the BERT-base-sized encoder, bf16: CE and HAMR
+# train: one epoch of the `cpu_short` profile's (experiment=table_cpu) SST-5 and MIT-Restaurant on the BERT-base-sized encoder, bf16: CE and HAMR
 #    eager (80 s), HAMR with trainer.cuda_graphs=true (OUT_DIR/train: train seconds and dev scores side by side);
 # graphs: CE and the exact step captured as CUDA graphs (hamr.cuda_graphs) beside their eager steps (OUT_DIR/graphs,
 #    then profiled; 170 s);

@@ -3,7 +3,7 @@
     make bench-modes          # the training runs (skipped when finished), then this script
     python scripts/bench_modes.py --exact results/table_cpu --modes results/bench/modes
 
-Reads the exact HAMR runs (``<exact>/runs/<dataset>/<method>/seed=*``, the `cpu` table's own
+Reads the exact HAMR runs (``<exact>/runs/<dataset>/<method>/seed=*``, the `cpu_short` table's own
 runs) and each mode's runs (``<modes>/<mode>/runs/<dataset>/<method>/seed=*``; method
 ``hamr_authors_full``, the hamr=authors preset these were measured with), and the step
 benchmark (``results/bench/step_cpu.json``, the modes' step time / CE step time measured side by
