@@ -415,6 +415,18 @@ def test_a_baseline_run_is_reused_whatever_hamrs_settings(tmp_path):
     assert finished_run(tmp_path, {**hamr_run, "hamr": {"tau": 0.5}}) is None
 
 
+def committed_run_and_grid_config(experiment: str, run: str, overrides: list[str]) -> tuple[Path, dict]:
+    """The committed run folder ``results/<experiment>/runs/<run>`` (``<dataset>/<method>/seed=<s>``)
+    and the resolved config its grid (``experiment=<experiment>``) composes for it today."""
+    from omegaconf import OmegaConf
+
+    from hamr.config import compose_train
+
+    dataset, seed = run.split("/")[0], run.rsplit("=", 1)[1]
+    cfg = compose_train([f"experiment={experiment}", f"dataset={dataset}", f"trainer.seed={seed}", *overrides])
+    return ROOT / "results" / experiment / "runs" / run, OmegaConf.to_container(cfg, resolve=True)
+
+
 @pytest.mark.parametrize(
     "run,overrides",
     [
@@ -434,16 +446,9 @@ def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, ove
     so its runs stay finished; a baseline's run is finished exactly when it was trained with the
     profile's tuned lr (and focal's γ): the lr-1e-4 runs of the first table are retrained, their
     tuned reruns are not."""
-    from omegaconf import OmegaConf
-
-    from hamr.config import compose_train
     from hamr.runs import finished_run
 
-    run_dir = ROOT / "results" / "table_cpu" / "runs" / run
-    dataset, seed = run.split("/")[0], run.rsplit("=", 1)[1]
-    cfg = OmegaConf.to_container(
-        compose_train(["experiment=table_cpu", f"dataset={dataset}", f"trainer.seed={seed}", *overrides]), resolve=True
-    )
+    run_dir, cfg = committed_run_and_grid_config("table_cpu", run, overrides)
     record = finished_run(run_dir, cfg)
     used = json.loads((run_dir / "metrics.json").read_text())["config"]
     same_tuned_values = used["trainer"]["lr"] == cfg["trainer"]["lr"] and used["baseline_loss"].get("gamma") == cfg[
@@ -454,7 +459,7 @@ def test_the_committed_cpu_runs_are_still_finished_under_todays_configs(run, ove
     if not same_tuned_values:
         assert record is None
         return
-    assert record is not None and record["seed"] == int(seed)
+    assert record is not None and record["seed"] == cfg["trainer"]["seed"]
 
 
 def test_hamr_over_focal_trains_into_its_own_folder(tmp_path, data_dir):
@@ -491,16 +496,8 @@ def test_the_committed_converged_runs_are_finished_under_the_cpu_profile(run, ov
     """`make reproduce-table` (PROFILE=cpu, experiment=table_cpu_converged) must skip the committed
     converged runs, adopted tuning runs among them: a change of today's configs or code that alters
     their configuration fails here before a sweep silently retrains 198 runs."""
-    from omegaconf import OmegaConf
-
-    from hamr.config import compose_train
     from hamr.runs import finished_run
 
-    run_dir = ROOT / "results" / "table_cpu_converged" / "runs" / run
-    dataset, seed = run.split("/")[0], run.rsplit("=", 1)[1]
-    cfg = OmegaConf.to_container(
-        compose_train(["experiment=table_cpu_converged", f"dataset={dataset}", f"trainer.seed={seed}", *overrides]),
-        resolve=True,
-    )
+    run_dir, cfg = committed_run_and_grid_config("table_cpu_converged", run, overrides)
     record = finished_run(run_dir, cfg)
-    assert record is not None and record["seed"] == int(seed)
+    assert record is not None and record["seed"] == cfg["trainer"]["seed"]
