@@ -381,8 +381,8 @@ def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     this per epoch, cannot change which method the table finds best), the optimizer steps, and the
     collapsed seeds."""
     rows = []
-    kept_dev = runs[~runs.collapsed.astype(bool)].groupby(["dataset", "method"]).dev.mean() if len(runs) else None
-    baselines = {dataset: best_baseline(runs, dataset) for dataset in set(runs.dataset)} if len(runs) else {}
+    kept_dev = runs[~runs.collapsed.astype(bool)].groupby(["dataset", "method"]).dev.mean()
+    baselines = {dataset: best_baseline(runs, dataset) for dataset in set(runs.dataset)}
     for (dataset, method), sel in runs.groupby(["dataset", "method"], sort=False):
         gains = [g for g in map(last_epoch_dev_gain, sel.metrics) if g is not None]
         last_best = sum(m.get("selected_epoch") == len(m.get("history", [])) for m in sel.metrics)
